@@ -1,0 +1,303 @@
+"""decide(policy, view, updates, context) -> [Decision]: the single judge of a push.
+
+Pure: reads the repository only through the RepoView it is given. Pre-receive, update,
+the CLI and the tests all call this function.
+"""
+from __future__ import annotations
+
+from typing import Iterable, Optional
+
+from . import rules, semver
+from .model import (
+    ACCEPTED, CREATE, DELETE, ENVIRONMENT, INVALID, OTHER, REJECTED, RESERVED_KIND, TAGS,
+    UNMANAGED, VERSION, WARNED, Decision, Finding, Peeled, PushContext, RefName, RefUpdate,
+    RepoView, short,
+)
+from .policy import Policy
+from .refname import classify, is_plain_semver
+
+
+class _Repo:
+    """The repository before and after this push, over a view of its current refs."""
+
+    def __init__(self, view: RepoView, earlier: Iterable[RefUpdate]):
+        self.view = view
+        self.was = {u.ref: u.old for u in earlier}  # update mode: refs this push already wrote
+        self.pending: dict[str, str] = {}  # accepted updates of this batch
+        self._peeled: dict[str, Peeled] = {}
+
+    def before(self, ref: str) -> Optional[str]:
+        old = self.was[ref] if ref in self.was else self.view.ref(ref)
+        return None if old is None or not old.strip("0") else old
+
+    def after(self, ref: str) -> Optional[str]:
+        new = self.pending[ref] if ref in self.pending else self.view.ref(ref)
+        return None if new is None or not new.strip("0") else new
+
+    def after_under(self, prefix: str) -> dict[str, str]:
+        refs = dict(self.view.refs_under(prefix))
+        for ref, new in self.pending.items():
+            if ref.startswith(prefix):
+                if new.strip("0"):
+                    refs[ref] = new
+                else:
+                    refs.pop(ref, None)
+        return refs
+
+    def peel(self, oid: Optional[str]) -> Optional[Peeled]:
+        if oid is None:
+            return None
+        if oid not in self._peeled:
+            self._peeled[oid] = self.view.peel(oid)
+        return self._peeled[oid]
+
+    def versions_at(self, component: str, commit: str) -> list[semver.Version]:
+        found = []
+        for ref, oid in self.after_under(f"{TAGS}{component}/").items():
+            version = semver.try_parse(ref.rsplit("/", 1)[1])
+            if version and self.peel(oid).commit == commit:
+                found.append(version)
+        return sorted(found, key=lambda v: v.sort_key)
+
+    def version_of(self, component: str, oid: Optional[str]) -> Optional[semver.Version]:
+        """The version an env value stands for: the wrapped version tag, or the highest
+        version of the component on its commit."""
+        peeled = self.peel(oid)
+        if peeled is None or peeled.commit is None:
+            return None
+        for tag in peeled.chain:
+            if rules.is_version_tag_of(tag.name, component):
+                return semver.parse(tag.name.rsplit("/", 1)[1])
+        found = self.versions_at(component, peeled.commit)
+        return found[-1] if found else None
+
+    def describe(self, oid: Optional[str], component: Optional[str] = None) -> str:
+        peeled = self.peel(oid)
+        if peeled is None:
+            return "nothing"
+        if peeled.commit is None:
+            return f"{peeled.target_type} {short(peeled.target or oid)}"
+        version = self.version_of(component, oid) if component else None
+        return f"{version} ({short(peeled.commit)})" if version else f"commit {short(peeled.commit)}"
+
+
+def decide(policy: Policy, view: RepoView, updates: Iterable[RefUpdate],
+           context: PushContext) -> list[Decision]:
+    updates = list(updates)
+    repo = _Repo(view, context.earlier)
+    names = [classify(u.ref, policy) for u in updates]
+    decisions: list[Optional[Decision]] = [None] * len(updates)
+    # versions first (env slots may point at versions created in the same push), then env
+    # slots in pipeline order (so same_push promotions see their upstream's accepted value)
+    for i in sorted(range(len(updates)), key=lambda i: _order(policy, names[i])):
+        decision = _decide_one(policy, repo, updates[i], names[i])
+        decisions[i] = decision
+        if decision.accepted:
+            repo.pending[updates[i].ref] = updates[i].new
+    if context.atomic and any(not d.accepted for d in decisions):
+        decisions = [d if not d.accepted or d.name.kind == OTHER else _sibling_rejected(d)
+                     for d in decisions]
+    return decisions
+
+
+def _order(policy: Policy, name: RefName) -> tuple:
+    if name.kind != ENVIRONMENT:
+        return (0, 0)
+    pipeline = policy.pipeline_for(name.component)
+    return (1, pipeline.index(name.slot) if pipeline else -1)
+
+
+def _sibling_rejected(d: Decision) -> Decision:
+    return d.but(verdict=REJECTED, rule="atomic-push", fix=(),
+                 reason="another ref in this push breaks the policy, and pre-receive takes a "
+                        "push whole or not at all; nothing was changed")
+
+
+def _decide_one(policy: Policy, repo: _Repo, update: RefUpdate, name: RefName) -> Decision:
+    if name.kind == OTHER:
+        return Decision(update, name, ACCEPTED)
+    old = repo.peel(None if update.action == CREATE else update.old)
+    new = repo.peel(None if update.action == DELETE else update.new)
+    facts = rules.Facts(update, name, new, old,
+                        lambda oid: repo.describe(oid, name.component))
+    verdict = _Verdict(policy)
+    change = update.action
+    version = str(name.version) if name.version else None
+
+    if name.kind == RESERVED_KIND:
+        verdict.check(rules.reserved(facts))
+    elif name.kind == INVALID:
+        rule, reason = name.problem
+        if update.action != DELETE:  # deleting a misnamed tag is a cleanup, never a risk
+            verdict.check(Finding(rule, f"{name.tag}: {reason}", _rename_fix(policy, name)))
+    elif name.kind == UNMANAGED:
+        semver_tag = is_plain_semver(update.ref)
+        mode = policy.unmanaged_semver if semver_tag else policy.unmanaged_other
+        verdict.check(rules.unmanaged(facts, mode, "plain SemVer" if semver_tag else "unmanaged"))
+        if new is not None:
+            verdict.check(rules.tag_name_mismatch(facts))
+    elif name.kind == VERSION:
+        verdict.check(rules.version_immutable(facts))
+        if new is not None:
+            verdict.check(rules.version_target(facts))
+            verdict.check(rules.tag_name_mismatch(facts))
+            verdict.check(rules.version_lightweight(facts, policy.lightweight_versions))
+    elif name.kind == ENVIRONMENT:
+        verdict.check(rules.env_protected(facts, policy.protected))
+        if new is not None:
+            verdict.check(rules.tag_name_mismatch(facts))
+            landing = _landing(repo, facts)
+            verdict.check(landing.finding)
+            version = str(landing.version) if landing.version else None
+            if verdict.open:
+                change = _env_change(policy, repo, facts, landing, verdict)
+
+    decision = verdict.decision(update, name, change, old.commit if old else None,
+                                new.commit if new else None, version)
+    if decision.verdict != ACCEPTED:  # worth the words only when someone will read them
+        decision = decision.but(held=facts.describe(old.oid if old else None),
+                                attempted=facts.describe(new.oid if new else None))
+    return decision
+
+
+class _Verdict:
+    """Collects findings by the policy's level: the first deny decides."""
+
+    def __init__(self, policy: Policy):
+        self.policy = policy
+        self.denied: Optional[Finding] = None
+        self.warnings: list[Finding] = []
+
+    @property
+    def open(self) -> bool:
+        return self.denied is None
+
+    def check(self, finding: Optional[Finding]) -> None:
+        if finding is None or self.denied is not None:
+            return
+        level = self.policy.level(finding.rule)
+        if level == "deny" or rules.RULES[finding.rule].fixed:
+            self.denied = finding
+        elif level == "warn":
+            self.warnings.append(finding)
+
+    def decision(self, update, name, change, old_commit, new_commit, version) -> Decision:
+        warnings = tuple(self.warnings)
+        if self.denied:
+            f = self.denied
+            return Decision(update, name, REJECTED, f.rule, f.reason, f.fix, warnings, change,
+                            old_commit, new_commit, version)
+        verdict = WARNED if warnings else ACCEPTED
+        rule = warnings[0].rule if warnings else None
+        reason = "; ".join(w.reason for w in warnings)
+        return Decision(update, name, verdict, rule, reason, (), warnings, change, old_commit,
+                        new_commit, version)
+
+
+class _Landing:
+    def __init__(self, version: Optional[semver.Version] = None,
+                 finding: Optional[Finding] = None):
+        self.version, self.finding = version, finding
+
+
+def _landing(repo: _Repo, f: rules.Facts) -> _Landing:
+    """Which released version of the component an env update lands on."""
+    component, tag, new = f.name.component, f.name.tag, f.new
+    release_fix = (f"git tag -a -m 'Release {component.rsplit('/', 1)[1]} vX.Y.Z' "
+                   f"{component}/vX.Y.Z {short(new.commit)}",
+                   f"git push origin {component}/vX.Y.Z   # then point {f.name.slot} at it")
+    if new.commit is None:
+        return _Landing(finding=Finding(
+            "env-target", f"{tag} must point at a commit; it points at "
+            f"{new.target_type} {short(new.target or new.oid)}", ()))
+    chain = new.chain[1:] if new.chain and new.chain[0].name == tag else new.chain
+    if len(chain) > 1:
+        return _Landing(finding=Finding(
+            "env-target", f"{tag} is nested {len(new.chain)} tags deep; an env tag wraps at "
+            "most one version tag", (f"git tag -f -a -m '<message>' {tag} {chain[-1].name}",)))
+    if not chain:  # points at a commit directly (or through its own env tag)
+        found = repo.versions_at(component, new.commit)
+        if found:
+            return _Landing(found[-1])
+        return _Landing(finding=Finding(
+            "env-unreleased", f"commit {short(new.commit)} is not a released version of "
+            f"{component}; an environment takes only released versions", release_fix))
+    inner = chain[0]
+    head, _, slot = inner.name.rpartition("/")
+    version = semver.try_parse(slot)
+    if version is None:
+        return _Landing(finding=Finding(
+            "env-target", f"{tag} wraps the tag {inner.name!r}, which is not a version tag",
+            (f"git tag -f -a -m '<message>' {tag} {component}/vX.Y.Z",)))
+    if head != component:
+        return _Landing(finding=Finding(
+            "env-wrong-component", f"{tag} points at {inner.name}, a version of another "
+            f"component; {f.name.slot} of {component} takes only versions of {component}",
+            (f"git tag -f -a -m '<message>' {tag} {component}/vX.Y.Z",
+             f"git push --force origin {tag}")))
+    server = repo.after(f"{TAGS}{inner.name}")
+    if server == inner.oid:
+        return _Landing(version)
+    if server is None:
+        return _Landing(version, Finding(
+            "env-unreleased", f"{inner.name} does not exist on the server; release it "
+            "before pointing an environment at it", (f"git push origin {inner.name}",
+                                                      f"git push --force origin {tag}")))
+    return _Landing(version, Finding(
+        "env-version-mismatch", f"{tag} wraps a copy of {inner.name} ({short(inner.oid)}) that "
+        f"is not the server's ({repo.describe(server, component)}): your clone's {version} was "
+        "re-made locally", (f"{rules.fetch_back(inner.name)}   # take the server's {version}",
+                            f"git tag -f -a -m '<message>' {tag} {inner.name}",
+                            f"git push --force origin {tag}",
+                            "# until then every push --tags --force from this clone fails; "
+                            "git fetch --tags --force origin repairs it")))
+
+
+def _env_change(policy: Policy, repo: _Repo, f: rules.Facts, landing: _Landing,
+                verdict: _Verdict) -> str:
+    """deploy, promote, rollback or redeploy; a promotion-order finding otherwise."""
+    old, new = f.old, f.new
+    if old is not None and old.commit == new.commit:
+        return "redeploy"
+    pipeline = policy.pipeline_for(f.name.component)
+    upstream = pipeline.upstream(f.name.slot) if pipeline else None
+    if upstream is None:
+        return "deploy"
+    component = f.name.component
+    holds = repo.after if pipeline.same_push else repo.before
+    held = {slot: holds(f"{TAGS}{component}/{slot}") for slot in upstream}
+    if any(repo.peel(oid) and repo.peel(oid).commit == new.commit for oid in held.values()):
+        return "promote"
+    current = repo.version_of(component, old.oid) if old else None
+    if landing.version and current and landing.version.precedes(current):
+        return "rollback"
+    wanted = " or ".join(upstream)
+    holding = "; ".join(f"{slot} holds {repo.describe(oid, component)}" for slot, oid in held.items())
+    when = "holds" if pipeline.same_push else "held before this push"
+    target = f"{component}/{landing.version}" if landing.version else short(new.commit)
+    first = f"{component}/{upstream[0]}"
+    verdict.check(Finding(
+        "promotion-order",
+        f"{f.name.slot} takes only what {wanted} {when}. {holding}; you pushed "
+        f"{repo.describe(new.oid, component)}.",
+        (f"git tag -f {first} {target}^{{}}",
+         f"git push --force origin {first}   # then verify, then promote")))
+    return "promote"
+
+
+def _rename_fix(policy: Policy, name: RefName) -> tuple[str, ...]:
+    import difflib
+
+    tag = name.tag
+    head, _, slot = tag.rpartition("/")
+    if name.problem[0] == "slot-unknown":
+        close = [n for n in sorted(policy.env_names) if n.startswith(slot)] or \
+            difflib.get_close_matches(slot, sorted(policy.env_names), n=1, cutoff=0.5)
+        good = f"{head}/{close[0]}" if close else f"{head}/<slot>"
+        return (f"git tag -f {good} {tag}^{{}} && git tag -d {tag}   # slots: "
+                f"{', '.join(sorted(policy.env_names))} or a pattern of the policy",
+                f"git push --force origin {good}")
+    if name.problem[0] == "version-invalid":
+        return (f"git tag -d {tag}   # versions are vMAJOR.MINOR.PATCH, e.g. {head}/v1.0.0",)
+    return (f"git tag -d {tag}   # managed tags are prefix/type/name/slot, e.g. "
+            f"{policy.prefixes[0]}/{sorted(policy.types)[0]}/<name>/v1.0.0",)

@@ -1,0 +1,391 @@
+"""The hooks git runs: ``pre-receive``, ``update`` and ``post-receive``.
+
+Read git's input, call the engine, print for the pusher, audit, answer with the exit
+code. Heavy imports (yaml, pygit2, structlog) happen only once a push touches tags.
+Anything unexpected rejects the push with an incident id; the traceback goes to the
+audit log, never to the pusher.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import traceback
+import uuid
+from typing import Optional
+
+from . import __version__, messages
+from .model import RESERVED, TAGS, RefUpdate, is_object_id
+from .refname import printable
+
+DECIDING = ("pre-receive", "update")
+CHAINED_SUFFIX = ".tagwarden-chained"
+
+
+class HookInputError(ValueError):
+    """git handed the hook something it never sends."""
+
+
+class Rejected(Exception):
+    """The push cannot be judged or recorded; carries the rule id and the words to print."""
+
+    def __init__(self, rule: str, what: str, detail: str):
+        super().__init__(what)
+        self.rule, self.what, self.detail = rule, what, detail
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    hooks_dir = None
+    if args[:1] == ["--hooks-dir"] and len(args) > 1:
+        hooks_dir, args = args[1], args[2:]
+    if not args or args[0] not in DECIDING + ("post-receive",):
+        print("usage: python -m tagwarden.hook [--hooks-dir DIR] "
+              "pre-receive|update REF OLD NEW|post-receive", file=sys.stderr)
+        return 2
+    mode, rest = args[0], args[1:]
+    stdin = b"" if mode == "update" else sys.stdin.buffer.read()
+    run = HookRun(mode, rest, stdin, hooks_dir)
+    try:
+        return run.execute()
+    except Exception:
+        return run.incident()
+
+
+def parse_updates(mode: str, args: list[str], stdin: bytes) -> list[RefUpdate]:
+    if mode == "update":
+        if len(args) != 3:
+            raise HookInputError("update takes REF OLD NEW")
+        rows = [(args[1], args[2], args[0])]
+    else:
+        try:
+            text = stdin.decode("utf-8")
+        except UnicodeDecodeError:
+            raise HookInputError("hook input is not UTF-8") from None
+        rows = [line.split(" ") for line in text.splitlines() if line]
+    updates = []
+    for row in rows:
+        if len(row) != 3 or not is_object_id(row[0]) or len(row[0]) != len(row[1]) \
+                or not is_object_id(row[1]) or not row[2].startswith("refs/") \
+                or printable(row[2]) != row[2]:
+            raise HookInputError(f"unexpected hook input line {printable(' '.join(row))!r}")
+        updates.append(RefUpdate(row[2], row[0], row[1]))
+    return updates
+
+
+def _ours(update: RefUpdate) -> bool:
+    return update.ref.startswith(TAGS) or update.ref.startswith(RESERVED)
+
+
+class HookRun:
+    def __init__(self, mode: str, args: list[str], stdin: bytes, hooks_dir: Optional[str]):
+        self.mode, self.args, self.stdin, self.hooks_dir = mode, args, stdin, hooks_dir
+        self.repo_dir = os.path.abspath(os.environ.get("GIT_DIR", "."))
+        self.push_id = uuid.uuid4().hex[:16]
+        self._config: Optional[dict[str, str]] = None
+        self.policy = None
+
+    # ---- configuration (git config of the repository) ------------------------------
+
+    def config(self, key: str) -> Optional[str]:
+        if self._config is None:
+            out = subprocess.run(["git", "config", "--get-regexp", r"^tagwarden\."],
+                                 cwd=self.repo_dir, capture_output=True, text=True)
+            self._config = {}
+            for line in out.stdout.splitlines():
+                name, _, value = line.partition(" ")
+                self._config[name.lower()] = value
+        return self._config.get(key.lower())
+
+    def _repo_path(self, value: str) -> str:
+        return value if os.path.isabs(value) else os.path.join(self.repo_dir, value)
+
+    @property
+    def audit_path(self) -> str:
+        configured = self.config("tagwarden.auditLog")
+        return self._repo_path(configured) if configured else \
+            os.path.join(self.repo_dir, "tagwarden", "audit.jsonl")
+
+    @property
+    def state_dir(self) -> str:
+        return os.path.join(self.repo_dir, "tagwarden")
+
+    def session(self):
+        from .session import PushSession, push_owner
+
+        return PushSession(self.state_dir, push_owner())
+
+    # ---- the run ---------------------------------------------------------------------
+
+    def execute(self) -> int:
+        try:
+            updates = parse_updates(self.mode, self.args, self.stdin)
+        except HookInputError as exc:
+            if self.mode == "post-receive":
+                raise
+            return self._refuse([], Rejected("hook-input", "unexpected input from git", str(exc)))
+        if self.mode == "post-receive":
+            return self.post_receive(updates)
+        if not any(_ours(u) for u in updates):
+            return self.chain()  # branches only: not ours to judge, nothing to import
+        try:
+            return self.decide(updates)
+        except Rejected as exc:
+            return self._refuse(updates, exc)
+
+    def decide(self, updates: list[RefUpdate]) -> int:
+        if any(len(u.new) == 64 for u in updates):
+            raise Rejected("object-format", "this repository uses SHA-256 object ids",
+                           "tagwarden reads SHA-1 repositories only; tag pushes stay refused "
+                           "until it supports SHA-256")
+        policy = self.load_policy()
+        from .engine import decide
+        from .gitview import GitView
+        from .model import ENVIRONMENT, PushContext, REJECTED
+        from .refname import classify
+        from .session import LockTimeout
+
+        session = self.session()
+        stale = session.stale()
+        if self.mode == "update":
+            self.push_id = session.push_id()
+        earlier = tuple(RefUpdate(d["ref"], d["old"], d["new"])
+                        for d in session.load().get("decided", [])
+                        if d["verdict"] != REJECTED and d["ref"] != updates[0].ref)
+        components = sorted({n.component for n in (classify(u.ref, policy) for u in updates)
+                             if n.kind == ENVIRONMENT})
+        try:
+            waited = session.acquire(components, policy.lock_timeout)
+        except LockTimeout as exc:
+            raise Rejected("lock-timeout", "another push is deploying the same component",
+                           f"{', '.join(exc.components)} stayed locked for "
+                           f"{policy.lock_timeout:g} s by push {', '.join(exc.holders)}; "
+                           "try again in a moment") from None
+        view = GitView(self.repo_dir, from_env=True)
+        context = PushContext(self.mode, atomic=self.mode == "pre-receive", earlier=earlier)
+        decisions = decide(policy, view, updates, context)
+
+        accepted = all(d.accepted for d in decisions)
+        if accepted and self._chained_path():
+            code = self.chain()
+            if code != 0:
+                accepted = False
+                decisions = [d.but(verdict=REJECTED, rule="chained-hook", fix=(),
+                                   reason=f"the repository's earlier {self.mode} hook refused "
+                                          f"the push (exit {code})")
+                             if d.name.audited else d for d in decisions]
+        records = [self._record(d, lock_wait_ms=round(waited * 1000)) for d in decisions
+                   if d.name.audited]
+        records += self._not_applied(stale)
+        try:
+            self.append_audit(records)
+        except Exception:
+            if self.mode == "pre-receive":
+                session.release()
+            raise
+        if accepted:
+            session.record(self.push_id, [_carried(d, policy) for d in decisions
+                                          if d.name.audited])
+        elif self.mode == "pre-receive":
+            session.release()
+        lines = messages.report(decisions)
+        if lines:
+            print("\n".join(lines), file=sys.stderr)
+        return 0 if accepted else 1
+
+    def load_policy(self):
+        from .paths import default_policy
+        from .policy import PolicyError, load
+
+        configured = self.config("tagwarden.policy")
+        path = self._repo_path(configured) if configured else default_policy()
+        try:
+            with open(path, "rb") as f:
+                text = f.read().decode("utf-8")
+            self.policy = load(text, path)
+        except (OSError, UnicodeDecodeError) as exc:
+            raise Rejected("policy-invalid", "policy invalid",
+                           f"{path}: cannot read the policy: {getattr(exc, 'strerror', None) or exc}"
+                           "; every push is refused until an admin fixes it") from None
+        except PolicyError as exc:
+            raise Rejected("policy-invalid", "policy invalid",
+                           f"{exc}; every push is refused until an admin fixes it "
+                           "(not your fault)") from None
+        return self.policy
+
+    # ---- post-receive: what actually landed ------------------------------------------
+
+    def post_receive(self, landed: list[RefUpdate]) -> int:
+        session = self.session()
+        state = session.finish()
+        self.push_id = state.get("push_id") or self.push_id
+        decided = {d["ref"]: d for d in state.get("decided", [])}
+        records = []
+        for u in landed:
+            if _ours(u):
+                records.append(self._applied("applied", u.ref, u.old, u.new, decided.get(u.ref)))
+        landed_refs = {u.ref for u in landed}
+        for ref, d in decided.items():
+            if ref not in landed_refs and d["verdict"] != "rejected":
+                records.append(self._applied("not_applied", ref, d["old"], d["new"], d))
+        records += self._not_applied(session.stale())
+        try:
+            self.append_audit(records)
+        except Exception:
+            self.incident(fatal=False)
+        self.chain()
+        return 0
+
+    def _not_applied(self, stale_states: list[dict]) -> list[dict]:
+        """Approved updates of pushes that died before post-receive: nothing says they
+        landed, so record that they were not seen landing."""
+        out = []
+        for state in stale_states:
+            for d in state.get("decided", []):
+                if d["verdict"] != "rejected":
+                    rec = self._applied("not_applied", d["ref"], d["old"], d["new"], d)
+                    rec["push_id"] = state.get("push_id")
+                    rec["reason"] = "the push ended before post-receive saw this ref land"
+                    out.append(rec)
+        return out
+
+    # ---- audit records -------------------------------------------------------------
+
+    def _base(self) -> dict:
+        from . import pushenv
+
+        info = pushenv.read(self.repo_dir)
+        policy = self.policy
+        return {
+            "push_id": self.push_id, "hook": self.mode, "repo": info.repo,
+            "pusher": info.pusher, "pusher_source": info.pusher_source,
+            "remote_addr": info.remote_addr, "protocol": info.protocol,
+            "push_options": list(info.push_options),
+            "policy_sha256": policy.sha256 if policy else None,
+            "tagwarden_version": __version__,
+        }
+
+    def _record(self, d, **extra) -> dict:
+        u, n = d.update, d.name
+        rec = self._base()
+        rec.update({
+            "event": "decision", "ref": u.ref, "old": u.old, "new": u.new,
+            "old_commit": d.old_commit, "new_commit": d.new_commit, "action": u.action,
+            "kind": n.kind, "component": n.component, "slot": n.slot, "version": d.version,
+            "decision": d.verdict, "rule": d.rule, "reason": d.reason or None,
+            "change": d.change, "warnings": [w.rule for w in d.warnings],
+        })
+        rec.update(extra)
+        return rec
+
+    def _applied(self, event: str, ref: str, old: str, new: str, decided: Optional[dict]) -> dict:
+        decided = decided or {}
+        rec = self._base()
+        rec.update({
+            "event": event, "ref": ref, "old": old, "new": new,
+            "old_commit": decided.get("old_commit"), "new_commit": decided.get("new_commit"),
+            "action": RefUpdate(ref, old, new).action, "kind": decided.get("kind"),
+            "component": decided.get("component"), "slot": decided.get("slot"),
+            "version": decided.get("version"), "decision": decided.get("verdict"),
+            "rule": decided.get("rule"), "reason": None, "change": decided.get("change"),
+            "policy_sha256": decided.get("policy_sha256"),
+        })
+        return rec
+
+    def append_audit(self, records: list[dict]) -> None:
+        if not records:
+            return
+        from .audit import AuditError, append
+
+        try:
+            append(self.audit_path, records)
+        except AuditError as exc:
+            raise Rejected("audit-unwritable", "the audit log cannot be written",
+                           f"{exc}; a push that cannot be audited is refused") from None
+
+    # ---- refusals and incidents ------------------------------------------------------
+
+    def _refuse(self, updates: list[RefUpdate], exc: Rejected) -> int:
+        records = [self._refusal_record(u, exc) for u in updates if _ours(u)]
+        if exc.rule != "audit-unwritable":
+            try:
+                self.append_audit(records)
+            except Rejected as audit_exc:
+                exc = Rejected(exc.rule, exc.what, f"{exc.detail}; also: {audit_exc.detail}")
+        if self.mode == "pre-receive" and exc.rule != "lock-timeout":
+            try:
+                self.session().release()
+            except OSError:
+                pass
+        print("\n".join(messages.failure(exc.what, exc.detail)), file=sys.stderr)
+        return 1
+
+    def _refusal_record(self, u: RefUpdate, exc: Rejected) -> dict:
+        rec = self._base()
+        rec.update({"event": "decision", "ref": u.ref, "old": u.old, "new": u.new,
+                    "old_commit": None, "new_commit": None, "action": u.action, "kind": None,
+                    "component": None, "slot": None, "version": None, "decision": "rejected",
+                    "rule": exc.rule, "reason": f"{exc.what}: {exc.detail}", "change": None,
+                    "warnings": []})
+        return rec
+
+    def incident(self, fatal: bool = True) -> int:
+        incident = uuid.uuid4().hex[:12]
+        record = {"event": "incident", "incident": incident, "hook": self.mode,
+                  "push_id": self.push_id, "repo": self.repo_dir, "decision": "rejected",
+                  "rule": "internal-error", "exc_info": sys.exc_info()}
+        where = "the audit log"
+        try:
+            from .audit import append
+
+            append(self.audit_path, [record])
+        except Exception:
+            where = self._incident_file(incident)
+        if fatal and self.mode == "pre-receive":
+            try:
+                self.session().release()
+            except Exception:
+                pass
+        what = "internal error" if fatal else "internal error after the push (refs are written)"
+        print("\n".join(messages.failure(what, f"the details are in {where}; tell your git "
+                                               "admin the incident id", incident)),
+              file=sys.stderr)
+        return 1 if fatal else 0
+
+    def _incident_file(self, incident: str) -> str:
+        path = os.path.join(self.state_dir, f"incident-{incident}.txt")
+        try:
+            os.makedirs(self.state_dir, exist_ok=True)
+            with open(path, "w", encoding="utf-8") as f:
+                f.write(traceback.format_exc())
+            return f"tagwarden/incident-{incident}.txt in the repository"
+        except OSError:
+            return "nowhere: the repository's tagwarden/ directory is not writable"
+
+    # ---- the repository's own earlier hook, kept by the installer ------------------
+
+    def _chained_path(self) -> Optional[str]:
+        if not self.hooks_dir:
+            return None
+        path = os.path.join(self.hooks_dir, self.mode + CHAINED_SUFFIX)
+        return path if os.access(path, os.X_OK) else None
+
+    def chain(self) -> int:
+        path = self._chained_path()
+        if path is None:
+            return 0
+        sys.stderr.flush()
+        return subprocess.run([path, *self.args], input=self.stdin).returncode
+
+
+def _carried(d, policy) -> dict:
+    """What post-receive needs to know of a decision (no policy, no pygit2 there)."""
+    n = d.name
+    return {"policy_sha256": policy.sha256,"ref": d.update.ref, "old": d.update.old, "new": d.update.new,
+            "verdict": d.verdict, "rule": d.rule, "change": d.change, "kind": n.kind,
+            "component": n.component, "slot": n.slot, "version": d.version,
+            "old_commit": d.old_commit, "new_commit": d.new_commit}
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

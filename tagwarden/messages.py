@@ -1,0 +1,60 @@
+"""What the pusher reads: git shows each line as ``remote: ...``. Pure text rendering;
+every piece that came from a push (names, reasons quoting them) is escaped."""
+from __future__ import annotations
+
+from typing import Iterable
+
+from .model import ACCEPTED, ENVIRONMENT, REJECTED, WARNED, Decision
+from .refname import printable
+
+PREFIX = "tagwarden:"
+_STALE_RULES = {"version-immutable", "env-version-mismatch", "unmanaged-immutable"}
+
+
+def report(decisions: Iterable[Decision]) -> list[str]:
+    judged = [d for d in decisions if d.name.audited]
+    rejected = [d for d in judged if d.verdict == REJECTED]
+    lines: list[str] = []
+    if rejected:
+        broken = [d for d in rejected if d.rule != "atomic-push"]
+        lines.append(f"{PREFIX} push rejected: {len(broken)} of {len(judged)} ref updates "
+                     "break the policy")
+        for d in broken:
+            lines += _rejection(d)
+        siblings = [d for d in rejected if d.rule == "atomic-push"]
+        if siblings:
+            lines.append(f"  not applied either (the push is all or nothing): "
+                         f"{', '.join(printable(d.name.tag or d.update.ref) for d in siblings)}")
+        if any(d.rule in _STALE_RULES for d in broken):
+            lines.append(f"{PREFIX} if this clone's tags are stale, every push --tags --force "
+                         "re-sends them; refresh first: git fetch --tags --force origin")
+    for d in judged:
+        for w in d.warnings:
+            lines.append(f"{PREFIX} warning: {printable(d.update.ref)}: rule {w.rule}: "
+                         f"{printable(w.reason)}")
+    moved = [d for d in judged if d.verdict in (ACCEPTED, WARNED) and d.name.kind == ENVIRONMENT
+             and d.update.action != "delete"]
+    if moved and not rejected:
+        for d in moved:
+            what = f"{d.version} ({d.new_commit[:7]})" if d.version else d.new_commit[:7]
+            lines.append(f"{PREFIX} {printable(d.name.tag)} now holds {what} [{d.change}]")
+        lines.append(f"{PREFIX} clones that already have these tags see the move only after: "
+                     "git fetch --tags --force")
+    return lines
+
+
+def _rejection(d: Decision) -> list[str]:
+    out = [f"  {printable(d.update.ref)}",
+           f"    rule {d.rule}: {printable(d.reason)}"]
+    if d.held or d.attempted:
+        out.append(f"    now: {printable(d.held)}; attempted: {d.update.action} to "
+                   f"{printable(d.attempted)}")
+    for i, command in enumerate(d.fix):
+        out.append(f"    {'fix: ' if i == 0 else '     '}{printable(command)}")
+    return out
+
+
+def failure(what: str, detail: str, incident: str = "") -> list[str]:
+    """A push rejected for a reason that is not the pusher's fault."""
+    tail = f" (incident {incident})" if incident else ""
+    return [f"{PREFIX} push rejected: {printable(what)}{tail}", f"  {printable(detail)}"]

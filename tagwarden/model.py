@@ -1,0 +1,148 @@
+"""Immutable values shared by the core and the shell."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, replace
+from typing import Mapping, Optional, Protocol
+
+from .semver import Version
+
+TAGS = "refs/tags/"
+RESERVED = "refs/tagwarden/"  # the product's own namespace: no push may write it
+
+_HEX = re.compile(r"[0-9a-f]+", re.ASCII)
+
+
+def is_zero(oid: str) -> bool:
+    return not oid.strip("0")
+
+
+def is_object_id(oid: str) -> bool:
+    return len(oid) in (40, 64) and bool(_HEX.fullmatch(oid))
+
+
+def short(oid: Optional[str]) -> str:
+    return oid[:7] if oid else "nothing"
+
+
+# ---- what a ref name is -------------------------------------------------------------
+
+VERSION = "version"
+ENVIRONMENT = "environment"
+UNMANAGED = "unmanaged"  # a tag outside the managed prefixes
+INVALID = "invalid"  # under a managed prefix but outside the grammar
+RESERVED_KIND = "reserved"
+OTHER = "other"  # branches, notes, anything not a tag: not ours to judge
+
+
+@dataclass(frozen=True)
+class RefName:
+    ref: str
+    kind: str
+    component: Optional[str] = None  # "prefix/type/name"
+    slot: Optional[str] = None
+    version: Optional[Version] = None
+    problem: Optional[tuple[str, str]] = None  # (rule, reason) when kind is INVALID
+
+    @property
+    def tag(self) -> Optional[str]:
+        """The name below refs/tags/, as users type it."""
+        return self.ref[len(TAGS):] if self.ref.startswith(TAGS) else None
+
+    @property
+    def audited(self) -> bool:
+        return self.kind != OTHER
+
+
+# ---- what a push asks for ------------------------------------------------------------
+
+CREATE, MOVE, DELETE = "create", "move", "delete"
+
+
+@dataclass(frozen=True)
+class RefUpdate:
+    ref: str
+    old: str
+    new: str
+
+    @property
+    def action(self) -> str:
+        if is_zero(self.old):
+            return CREATE
+        return DELETE if is_zero(self.new) else MOVE
+
+
+# ---- what the repository holds (read through a view) -----------------------------------
+
+@dataclass(frozen=True)
+class TagInfo:
+    oid: str
+    name: str  # the tag object's own "tag" header
+    target: str
+
+
+@dataclass(frozen=True)
+class Peeled:
+    """A ref value followed through every annotated tag down to a non-tag object."""
+
+    oid: str
+    chain: tuple[TagInfo, ...]  # tag objects passed, outermost first
+    target: Optional[str]  # the final object; None when an object is missing
+    target_type: str  # "commit", "tree", "blob" or "missing"
+
+    @property
+    def commit(self) -> Optional[str]:
+        return self.target if self.target_type == "commit" else None
+
+
+class RepoView(Protocol):
+    """Read-only access to the repository the push goes to (objects include the push)."""
+
+    def ref(self, name: str) -> Optional[str]: ...
+
+    def refs_under(self, prefix: str) -> Mapping[str, str]: ...
+
+    def peel(self, oid: str) -> Peeled: ...
+
+
+# ---- what the engine decides -------------------------------------------------------
+
+ACCEPTED, WARNED, REJECTED = "accepted", "warned", "rejected"
+
+
+@dataclass(frozen=True)
+class Finding:
+    rule: str
+    reason: str
+    fix: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class PushContext:
+    hook: str  # "pre-receive" | "update" | "check"
+    atomic: bool  # the whole push stands or falls together
+    earlier: tuple[RefUpdate, ...] = ()  # updates of this push already written (update mode)
+
+
+@dataclass(frozen=True)
+class Decision:
+    update: RefUpdate
+    name: RefName
+    verdict: str
+    rule: Optional[str] = None
+    reason: str = ""
+    fix: tuple[str, ...] = ()
+    warnings: tuple[Finding, ...] = ()
+    change: Optional[str] = None  # create, deploy, promote, rollback, redeploy, delete
+    old_commit: Optional[str] = None
+    new_commit: Optional[str] = None
+    version: Optional[str] = None  # the version an env slot ends up on
+    held: str = ""  # what the ref holds now, as people say it ("v1.0.0 (1a2b3c4)")
+    attempted: str = ""  # what the push tried to put there
+
+    @property
+    def accepted(self) -> bool:
+        return self.verdict != REJECTED
+
+    def but(self, **changes) -> "Decision":
+        return replace(self, **changes)

@@ -1,0 +1,361 @@
+"""The policy: schema as data, strict YAML loading, one immutable Policy value.
+
+Loading is strict where PyYAML is lenient: duplicate keys, unknown keys, non-string
+names (``1.10`` is a float, ``on`` a boolean), empty files and multiple documents are
+errors, each reported as ``FILE:LINE: key.path: what is wrong``.
+"""
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from fnmatch import fnmatchcase
+from typing import Any, Callable, Optional
+
+import yaml
+
+from . import semver
+from .rules import RULES
+
+LEVELS = ("deny", "warn", "off")
+UNMANAGED_MODES = ("allow", "immutable", "deny")
+_SEGMENT = re.compile(r"[a-z0-9](?:[a-z0-9._-]*[a-z0-9])?", re.ASCII)
+_STR, _INT, _FLOAT, _BOOL = (f"tag:yaml.org,2002:{t}" for t in ("str", "int", "float", "bool"))
+
+
+class PolicyError(ValueError):
+    """The policy file is unusable; the message names file, line and key."""
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    name: str
+    stages: tuple[tuple[str, ...], ...]  # each stage: one slot or a set of alternatives
+    same_push: bool
+
+    def upstream(self, slot: str) -> Optional[tuple[str, ...]]:
+        """The alternatives one stage before ``slot``; None when ``slot`` is first or absent."""
+        for i, stage in enumerate(self.stages):
+            if slot in stage:
+                return self.stages[i - 1] if i else None
+        return None
+
+    def index(self, slot: str) -> int:
+        for i, stage in enumerate(self.stages):
+            if slot in stage:
+                return i
+        return -1
+
+
+@dataclass(frozen=True)
+class Policy:
+    source: str
+    sha256: str
+    prefixes: tuple[str, ...]
+    types: frozenset[str]
+    env_names: frozenset[str]
+    env_patterns: tuple[re.Pattern, ...]
+    protected: frozenset[str]
+    lightweight_versions: bool
+    unmanaged_semver: str
+    unmanaged_other: str
+    pipelines: dict[str, Pipeline]
+    assignments: tuple[tuple[str, str], ...]  # (component glob, pipeline name), first wins
+    levels: dict[str, str]
+    lock_timeout: float
+
+    def is_environment(self, slot: str) -> bool:
+        return slot in self.env_names or any(p.fullmatch(slot) for p in self.env_patterns)
+
+    def level(self, rule: str) -> str:
+        return self.levels.get(rule, "deny")
+
+    def pipeline_for(self, component: str) -> Optional[Pipeline]:
+        for glob, name in self.assignments:
+            if fnmatchcase(component, glob):
+                return self.pipelines[name]
+        return None
+
+
+# ---- schema as data ----------------------------------------------------------------
+# Every key is optional; an absent key takes the default below, which is exactly what
+# policy/default.yaml spells out (a test keeps the two equal).
+
+DEFAULTS: dict[str, Any] = {
+    "version": 1,
+    "prefixes": ("components", "logic"),
+    "types": ("agents", "prompts", "schemas", "templates", "queries", "configs", "scripts",
+              "ensembles", "tools", "routes"),
+    "environments": {
+        "names": ("dev", "staging", "production", "canary", "blue", "green", "control",
+                  "treatment"),
+        "patterns": ("canary-(0|[1-9][0-9]*)", "ring-(0|[1-9][0-9]*)",
+                     "rollout-([1-9][0-9]?|100)pct"),
+        "protected": ("production",),
+    },
+    "versions": {"lightweight": "allow"},
+    "unmanaged_tags": {"semver": "immutable", "other": "allow"},
+    "pipelines": {"default": {"stages": (("staging",), ("production",)), "same_push": False}},
+    "components": ({"match": "*", "pipeline": "default"},),
+    "rules": {},
+    "concurrency": {"lock_timeout_seconds": 30},
+}
+
+
+class _Ctx:
+    def __init__(self, source: str):
+        self.source = source
+        self.lines: dict[str, int] = {}  # key path -> line, for errors found after parsing
+
+    def seen(self, node, path: str) -> None:
+        self.lines[path] = node.start_mark.line + 1
+
+    def fail(self, node, path: str, message: str) -> PolicyError:
+        if node is not None:
+            line = node.start_mark.line + 1
+        else:
+            line = self.lines.get(path) or self.lines.get(path.split("[")[0], 1)
+        return PolicyError(f"{self.source}:{line}: {path or '(top)'}: {message}")
+
+
+def _describe(node) -> str:
+    if isinstance(node, yaml.ScalarNode):
+        kind = node.tag.rsplit(":", 1)[-1]
+        return f"{kind} {node.value!r}"
+    return "a list" if isinstance(node, yaml.SequenceNode) else "a mapping"
+
+
+def _string(ctx, node, path, what="a string") -> str:
+    if not isinstance(node, yaml.ScalarNode) or node.tag != _STR:
+        hint = " (quote it)" if isinstance(node, yaml.ScalarNode) else ""
+        raise ctx.fail(node, path, f"expected {what}, got {_describe(node)}{hint}")
+    return node.value
+
+
+def _choice(options) -> Callable:
+    def read(ctx, node, path):
+        if isinstance(node, yaml.ScalarNode) and node.tag == _BOOL and node.value in options:
+            return node.value  # YAML 1.1 reads a bare `off` as false; mean the word
+        value = _string(ctx, node, path, "one of " + "|".join(options))
+        if value not in options:
+            raise ctx.fail(node, path, f"expected one of {'|'.join(options)}, got {value!r}")
+        return value
+    return read
+
+
+def _boolean(ctx, node, path) -> bool:
+    if not isinstance(node, yaml.ScalarNode) or node.tag != _BOOL:
+        raise ctx.fail(node, path, f"expected true or false, got {_describe(node)}")
+    return node.value.lower() in ("true", "yes", "on", "y")
+
+
+def _number(ctx, node, path) -> float:
+    if not isinstance(node, yaml.ScalarNode) or node.tag not in (_INT, _FLOAT):
+        raise ctx.fail(node, path, f"expected a number, got {_describe(node)}")
+    value = float(node.value.replace("_", ""))
+    if not 0 <= value <= 3600:
+        raise ctx.fail(node, path, f"expected a number from 0 to 3600, got {node.value}")
+    return value
+
+
+def _version_number(ctx, node, path) -> int:
+    if not isinstance(node, yaml.ScalarNode) or node.tag != _INT or node.value != "1":
+        raise ctx.fail(node, path, f"this tagwarden reads policy version 1, got {_describe(node)}")
+    return 1
+
+
+def _list(item: Callable, nonempty=False) -> Callable:
+    def read(ctx, node, path):
+        if not isinstance(node, yaml.SequenceNode):
+            raise ctx.fail(node, path, f"expected a list, got {_describe(node)}")
+        if nonempty and not node.value:
+            raise ctx.fail(node, path, "expected at least one entry")
+        values = []
+        for i, child in enumerate(node.value):
+            ctx.seen(child, f"{path}[{i}]")
+            value = item(ctx, child, f"{path}[{i}]")
+            if value in values:
+                raise ctx.fail(child, f"{path}[{i}]", f"duplicate entry {value!r}")
+            values.append(value)
+        return tuple(values)
+    return read
+
+
+def _pairs(ctx, node, path):
+    """(key, key node, value node) of a mapping, rejecting duplicate and non-string keys."""
+    if not isinstance(node, yaml.MappingNode):
+        raise ctx.fail(node, path, f"expected a mapping, got {_describe(node)}")
+    seen: dict[str, int] = {}
+    for key_node, value_node in node.value:
+        key = _string(ctx, key_node, path, "a string key")
+        if key in seen:
+            raise ctx.fail(key_node, _join(path, key),
+                           f"duplicate key (first on line {seen[key]})")
+        seen[key] = key_node.start_mark.line + 1
+        ctx.seen(key_node, _join(path, key))
+        yield key, key_node, value_node
+
+
+def _join(path: str, key: str) -> str:
+    return f"{path}.{key}" if path else key
+
+
+def _mapping(fields: dict[str, Callable]) -> Callable:
+    def read(ctx, node, path):
+        out = {}
+        for key, key_node, value_node in _pairs(ctx, node, path):
+            if key not in fields:
+                raise ctx.fail(key_node, _join(path, key),
+                               f"unknown key; expected one of {', '.join(fields)}")
+            out[key] = fields[key](ctx, value_node, _join(path, key))
+        return out
+    return read
+
+
+def _dict_of(value: Callable) -> Callable:
+    def read(ctx, node, path):
+        return {key: value(ctx, vnode, _join(path, key)) for key, _, vnode in _pairs(ctx, node, path)}
+    return read
+
+
+def _stage(ctx, node, path) -> tuple[str, ...]:
+    if isinstance(node, yaml.SequenceNode):
+        return _list(lambda c, n, p: _string(c, n, p, "a slot name"), nonempty=True)(ctx, node, path)
+    return (_string(ctx, node, path, "a slot name or a list of alternative slots"),)
+
+
+_slot = lambda c, n, p: _string(c, n, p, "a slot name")  # noqa: E731
+_segment_list = _list(lambda c, n, p: _string(c, n, p, "a name"), nonempty=True)
+
+SCHEMA = _mapping({
+    "version": _version_number,
+    "prefixes": _segment_list,
+    "types": _segment_list,
+    "environments": _mapping({
+        "names": _list(_slot),
+        "patterns": _list(lambda c, n, p: _string(c, n, p, "a regular expression")),
+        "protected": _list(_slot),
+    }),
+    "versions": _mapping({"lightweight": _choice(("allow", "deny"))}),
+    "unmanaged_tags": _mapping({"semver": _choice(UNMANAGED_MODES),
+                                "other": _choice(UNMANAGED_MODES)}),
+    "pipelines": _dict_of(_mapping({"stages": _list(_stage, nonempty=True),
+                                    "same_push": _boolean})),
+    "components": _list(_mapping({"match": lambda c, n, p: _string(c, n, p, "a glob"),
+                                  "pipeline": lambda c, n, p: _string(c, n, p, "a pipeline name")})),
+    "rules": _dict_of(_choice(LEVELS)),
+    "concurrency": _mapping({"lock_timeout_seconds": _number}),
+})
+
+
+# ---- loading -------------------------------------------------------------------------
+
+def load(text: str, source: str = "policy.yaml") -> Policy:
+    """Parse and validate policy text; raise PolicyError naming file, line and key."""
+    ctx = _Ctx(source)
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    try:
+        root = yaml.compose(text, Loader=loader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark else 1
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise PolicyError(f"{source}:{line}: not valid YAML: {problem}") from None
+    if root is None or (isinstance(root, yaml.ScalarNode) and root.tag == "tag:yaml.org,2002:null"):
+        raise PolicyError(f"{source}:1: the policy file is empty")
+    raw = SCHEMA(ctx, root, "")
+    return _build(ctx, raw, hashlib.sha256(text.encode()).hexdigest())
+
+
+def _merged(raw: dict, key: str) -> Any:
+    default = DEFAULTS[key]
+    if isinstance(default, dict) and key in raw and key not in ("pipelines", "rules"):
+        return {**default, **raw[key]}
+    return raw.get(key, default)
+
+
+def _build(ctx: _Ctx, raw: dict, sha256: str) -> Policy:
+    def fail(key: str, message: str, path: Optional[str] = None) -> PolicyError:
+        return ctx.fail(None, path or key, message)
+
+    prefixes = _merged(raw, "prefixes")
+    types = _merged(raw, "types")
+    for key, names in (("prefixes", prefixes), ("types", types)):
+        for i, name in enumerate(names):
+            if not _SEGMENT.fullmatch(name):
+                raise fail(key, f"{name!r} is not a valid tag name segment", f"{key}[{i}]")
+
+    envs = _merged(raw, "environments")
+    patterns = []
+    for i, text in enumerate(envs["patterns"]):
+        try:
+            patterns.append(re.compile(text, re.ASCII))
+        except re.error as exc:
+            raise fail("environments", f"bad regular expression {text!r}: {exc}",
+                       f"environments.patterns[{i}]") from None
+    names = frozenset(envs["names"])
+    for i, name in enumerate(envs["names"]):
+        if semver.looks_like_version(name) or not _SEGMENT.fullmatch(name):
+            raise fail("environments", f"{name!r} cannot be an environment name "
+                       "(versions look like v1.2.3; names use a-z 0-9 . _ -)",
+                       f"environments.names[{i}]")
+
+    def is_env(slot: str) -> bool:
+        return slot in names or any(p.fullmatch(slot) for p in patterns)
+
+    for i, slot in enumerate(envs["protected"]):
+        if not is_env(slot):
+            raise fail("environments", f"protected slot {slot!r} is not an environment",
+                       f"environments.protected[{i}]")
+
+    pipelines = {}
+    for pname, spec in _merged(raw, "pipelines").items():
+        if "stages" not in spec:
+            raise fail("pipelines", "a pipeline needs stages", f"pipelines.{pname}")
+        seen: set[str] = set()
+        for i, stage in enumerate(spec["stages"]):
+            where = f"pipelines.{pname}.stages[{i}]"
+            for slot in stage:
+                if not is_env(slot):
+                    raise fail("pipelines", f"stage slot {slot!r} is not an environment "
+                               "(add it to environments.names)", where)
+                if slot in seen:
+                    raise fail("pipelines", f"slot {slot!r} appears twice", where)
+                seen.add(slot)
+        pipelines[pname] = Pipeline(pname, spec["stages"], spec.get("same_push", False))
+
+    assignments = []
+    for i, entry in enumerate(_merged(raw, "components")):
+        if set(entry) != {"match", "pipeline"}:
+            raise fail("components", "each entry needs match and pipeline", f"components[{i}]")
+        if entry["pipeline"] not in pipelines:
+            raise fail("components", f"no pipeline named {entry['pipeline']!r}",
+                       f"components[{i}].pipeline")
+        assignments.append((entry["match"], entry["pipeline"]))
+
+    levels = dict(_merged(raw, "rules"))
+    for rule, level in levels.items():
+        if rule not in RULES:
+            raise fail("rules", f"unknown rule; rules are: {', '.join(sorted(RULES))}",
+                       f"rules.{rule}")
+        if RULES[rule].fixed and level != "deny":
+            raise fail("rules", "this rule protects tagwarden itself and is always deny",
+                       f"rules.{rule}")
+
+    unmanaged = _merged(raw, "unmanaged_tags")
+    return Policy(
+        source=ctx.source,
+        sha256=sha256,
+        prefixes=tuple(prefixes),
+        types=frozenset(types),
+        env_names=names,
+        env_patterns=tuple(patterns),
+        protected=frozenset(envs["protected"]),
+        lightweight_versions=_merged(raw, "versions")["lightweight"] == "allow",
+        unmanaged_semver=unmanaged["semver"],
+        unmanaged_other=unmanaged["other"],
+        pipelines=pipelines,
+        assignments=tuple(assignments),
+        levels=levels,
+        lock_timeout=float(_merged(raw, "concurrency")["lock_timeout_seconds"]),
+    )

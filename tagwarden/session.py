@@ -1,0 +1,207 @@
+"""One push, seen across its hook processes: identity, per-push state, component locks.
+
+git runs pre-receive (or one update hook per ref), writes the refs, then post-receive,
+all as children of one git-receive-pack process. That process (pid + start time, so a
+reused pid never matches) identifies the push. Its state file carries the push id and
+what was decided from the first hook to post-receive; its locks serialise promotions of
+one component from the decision until the refs are written. A push whose receive-pack
+died (say, every ref lost a race and post-receive never ran) leaves stale files that
+the next hook breaks.
+"""
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import time
+import uuid
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Iterator, Optional
+
+
+class LockTimeout(Exception):
+    def __init__(self, components: list[str], holders: list[str]):
+        super().__init__(", ".join(components))
+        self.components, self.holders = components, holders
+
+
+def _stat(pid: int) -> Optional[tuple[str, str, int, str]]:
+    """(comm, state, ppid, starttime) from /proc, or None when the process is gone."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            raw = f.read().decode("utf-8", "replace")
+    except OSError:
+        return None
+    comm = raw[raw.index("(") + 1:raw.rindex(")")]
+    fields = raw[raw.rindex(")") + 2:].split()
+    return comm, fields[0], int(fields[1]), fields[19]
+
+
+def _is_receive_pack(pid: int, comm: str) -> bool:
+    if comm.startswith("git-receive-pa"):
+        return True
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return b"receive-pack" in f.read()
+    except OSError:
+        return False
+
+
+def push_owner() -> Optional[str]:
+    """'PID-STARTTIME' of the git-receive-pack running this hook, or None outside a push."""
+    pid = os.getppid()
+    for _ in range(8):
+        info = _stat(pid)
+        if info is None or pid <= 1:
+            return None
+        comm, _, ppid, start = info
+        if _is_receive_pack(pid, comm):
+            return f"{pid}-{start}"
+        pid = ppid
+    return None
+
+
+def alive(owner: str) -> bool:
+    pid, _, start = owner.partition("-")
+    info = _stat(int(pid)) if pid.isdigit() else None
+    return info is not None and info[3] == start and info[1] not in ("Z", "X")
+
+
+@contextmanager
+def _flock(path: str) -> Iterator[None]:
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o660)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _lock_name(component: str) -> str:
+    return component.replace("/", "%") + ".lock"
+
+
+@dataclass
+class PushSession:
+    """Per-push state under ``<state_dir>/run``; locks under ``<state_dir>/locks``."""
+
+    state_dir: str
+    owner: Optional[str]
+
+    @property
+    def run_dir(self) -> str:
+        return os.path.join(self.state_dir, "run")
+
+    @property
+    def lock_dir(self) -> str:
+        return os.path.join(self.state_dir, "locks")
+
+    def _file(self, owner: str) -> str:
+        return os.path.join(self.run_dir, owner + ".json")
+
+    # ---- state carried from the deciding hooks to post-receive ----------------------
+
+    def load(self) -> dict:
+        if self.owner is None:
+            return {}
+        try:
+            with open(self._file(self.owner), encoding="utf-8") as f:
+                return json.load(f)
+        except FileNotFoundError:
+            return {}
+
+    def push_id(self) -> str:
+        return self.load().get("push_id") or uuid.uuid4().hex[:16]
+
+    def record(self, push_id: str, decided: list[dict]) -> None:
+        """Add decided ref updates to this push's state (update mode calls it per ref)."""
+        if self.owner is None:
+            return
+        os.makedirs(self.run_dir, exist_ok=True)
+        with _flock(os.path.join(self.run_dir, ".mutex")):
+            state = self.load()
+            state["push_id"] = push_id
+            state.setdefault("decided", []).extend(decided)
+            tmp = self._file(self.owner) + ".tmp"
+            with open(tmp, "w", encoding="utf-8") as f:
+                json.dump(state, f)
+            os.replace(tmp, self._file(self.owner))
+
+    def finish(self) -> dict:
+        """Take this push's state away (post-receive) and release its locks."""
+        state = self.load()
+        if self.owner is not None:
+            try:
+                os.unlink(self._file(self.owner))
+            except FileNotFoundError:
+                pass
+            self.release()
+        return state
+
+    def stale(self) -> list[dict]:
+        """Remove state files of pushes whose receive-pack is gone; return their states."""
+        try:
+            names = os.listdir(self.run_dir)
+        except FileNotFoundError:
+            return []
+        found = []
+        for name in names:
+            owner = name[:-5]
+            if not name.endswith(".json") or owner == self.owner or alive(owner):
+                continue
+            path = os.path.join(self.run_dir, name)
+            try:
+                with open(path, encoding="utf-8") as f:
+                    found.append(json.load(f))
+                os.unlink(path)
+            except (OSError, ValueError):
+                continue
+        return found
+
+    # ---- component locks ------------------------------------------------------------
+
+    def acquire(self, components: list[str], timeout: float, poll: float = 0.05) -> float:
+        """Lock the components for this push; return seconds waited or raise LockTimeout.
+
+        Re-entrant for the same push (update mode takes the lock once per ref).
+        """
+        if not components or self.owner is None:
+            return 0.0
+        os.makedirs(self.lock_dir, exist_ok=True)
+        started = time.monotonic()
+        while True:
+            with _flock(os.path.join(self.lock_dir, ".mutex")):
+                holders = {c: self._holder(c) for c in components}
+                busy = {c: h for c, h in holders.items()
+                        if h and h != self.owner and alive(h)}
+                if not busy:
+                    for component in components:
+                        with open(os.path.join(self.lock_dir, _lock_name(component)), "w") as f:
+                            f.write(self.owner)
+                    return time.monotonic() - started
+            if time.monotonic() - started >= timeout:
+                raise LockTimeout(sorted(busy), sorted(set(busy.values())))
+            time.sleep(poll)
+
+    def _holder(self, component: str) -> Optional[str]:
+        try:
+            with open(os.path.join(self.lock_dir, _lock_name(component))) as f:
+                return f.read().strip() or None
+        except FileNotFoundError:
+            return None
+
+    def release(self) -> None:
+        if self.owner is None or not os.path.isdir(self.lock_dir):
+            return
+        with _flock(os.path.join(self.lock_dir, ".mutex")):
+            for name in os.listdir(self.lock_dir):
+                if not name.endswith(".lock"):
+                    continue
+                path = os.path.join(self.lock_dir, name)
+                try:
+                    with open(path) as f:
+                        if f.read().strip() == self.owner:
+                            os.unlink(path)
+                except FileNotFoundError:
+                    pass
