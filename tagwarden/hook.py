@@ -138,22 +138,25 @@ class HookRun:
             raise Rejected("object-format", "this repository uses SHA-256 object ids",
                            "tagwarden reads SHA-1 repositories only; tag pushes stay refused "
                            "until it supports SHA-256")
+        if self.mode == "pre-receive" and self._update_mode_installed():
+            return self.plan(updates)
         policy = self.load_policy()
         from .engine import decide
         from .gitview import GitView
-        from .model import ENVIRONMENT, PushContext, REJECTED
+        from .model import ENVIRONMENT, PushContext
         from .refname import classify
         from .session import LockTimeout
 
         session = self.session()
         stale = session.stale()
-        if self.mode == "update":
-            self.push_id = session.push_id()
-        earlier = tuple(RefUpdate(d["ref"], d["old"], d["new"])
-                        for d in session.load().get("decided", [])
-                        if d["verdict"] != REJECTED and d["ref"] != updates[0].ref)
-        components = sorted({n.component for n in (classify(u.ref, policy) for u in updates)
-                             if n.kind == ENVIRONMENT})
+        state = session.load()
+        self.push_id = state.get("push_id") or self.push_id
+        # update mode: the rest of the push, as pre-receive recorded it
+        own = {u.ref for u in updates}
+        others = [RefUpdate(p["ref"], p["old"], p["new"]) for p in state.get("planned", [])
+                  if p["ref"] not in own]
+        names = [classify(u.ref, policy) for u in updates]
+        components = sorted({n.component for n in names if n.kind == ENVIRONMENT})
         try:
             waited = session.acquire(components, policy.lock_timeout)
         except LockTimeout as exc:
@@ -162,8 +165,16 @@ class HookRun:
                            f"{policy.lock_timeout:g} s by push {', '.join(exc.holders)}; "
                            "try again in a moment") from None
         view = GitView(self.repo_dir, from_env=True)
-        context = PushContext(self.mode, atomic=self.mode == "pre-receive", earlier=earlier)
-        decisions = decide(policy, view, updates, context)
+        # Judge this ref together with the not-yet-written refs of its component, so a
+        # version created in the same push counts as it does in pre-receive.
+        touched = {n.component for n in names if n.component}
+        companions = [u for u in others if view.ref(u.ref) != (None if u.action == "delete"
+                                                              else u.new)
+                      and classify(u.ref, policy).component in touched]
+        context = PushContext(self.mode, atomic=self.mode == "pre-receive",
+                              earlier=tuple(others))
+        decisions = [d for d in decide(policy, view, updates + companions, context)
+                     if d.update.ref in own]
 
         accepted = all(d.accepted for d in decisions)
         if accepted and self._chained_path():
@@ -192,6 +203,18 @@ class HookRun:
         if lines:
             print("\n".join(lines), file=sys.stderr)
         return 0 if accepted else 1
+
+    def _update_mode_installed(self) -> bool:
+        from .install import is_ours  # the shim's own marker
+
+        return bool(self.hooks_dir) and is_ours(os.path.join(self.hooks_dir, "update"))
+
+    def plan(self, updates: list[RefUpdate]) -> int:
+        """Update mode's pre-receive: judge nothing, record the whole push for the update
+        hooks, then run the repository's own pre-receive if it had one."""
+        self.session().plan(self.push_id, [{"ref": u.ref, "old": u.old, "new": u.new}
+                                           for u in updates])
+        return self.chain()
 
     def load_policy(self):
         from .paths import default_policy

@@ -15,7 +15,10 @@ from .hook import CHAINED_SUFFIX
 from .paths import hook_template
 
 MARKER = "tagwarden-managed hook"
-MODES = {"pre-receive": ("pre-receive", "post-receive"), "update": ("update", "post-receive")}
+# Update mode keeps a pre-receive too: it only records the push's ref list, since git
+# shows each update hook one ref and a version created in the same push must count.
+MODES = {"pre-receive": ("pre-receive", "post-receive"),
+         "update": ("pre-receive", "update", "post-receive")}
 ALL_HOOKS = ("pre-receive", "update", "post-receive")
 
 

@@ -114,15 +114,23 @@ class PushSession:
     def push_id(self) -> str:
         return self.load().get("push_id") or uuid.uuid4().hex[:16]
 
+    def plan(self, push_id: str, planned: list[dict]) -> None:
+        """Record every ref update of the push (update mode: pre-receive sees them all,
+        each update hook only its own)."""
+        self._change(push_id, lambda state: state.__setitem__("planned", planned))
+
     def record(self, push_id: str, decided: list[dict]) -> None:
         """Add decided ref updates to this push's state (update mode calls it per ref)."""
+        self._change(push_id, lambda state: state.setdefault("decided", []).extend(decided))
+
+    def _change(self, push_id: str, change) -> None:
         if self.owner is None:
             return
         os.makedirs(self.run_dir, exist_ok=True)
         with _flock(os.path.join(self.run_dir, ".mutex")):
             state = self.load()
             state["push_id"] = push_id
-            state.setdefault("decided", []).extend(decided)
+            change(state)
             tmp = self._file(self.owner) + ".tmp"
             with open(tmp, "w", encoding="utf-8") as f:
                 json.dump(state, f)
