@@ -143,7 +143,7 @@ class HookRun:
         policy = self.load_policy()
         from .engine import decide
         from .gitview import GitView
-        from .model import ENVIRONMENT, PushContext
+        from .model import ENVIRONMENT, REJECTED, PushContext
         from .refname import classify
         from .session import LockTimeout
 

@@ -27,6 +27,8 @@ class InstallError(Exception):
 
 
 def hooks_dir(repo: str) -> str:
+    if not os.path.isdir(repo):
+        raise InstallError(f"{repo}: no such directory")
     out = subprocess.run(["git", "rev-parse", "--git-path", "hooks"], cwd=repo,
                          capture_output=True, text=True)
     if out.returncode != 0:

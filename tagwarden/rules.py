@@ -80,8 +80,8 @@ def version_immutable(f: Facts) -> Optional[Finding]:
     commit = short(f.new.commit if f.new else None)
     return Finding(
         "version-immutable",
-        f"{ver} is released at {f.describe(f.update.old)}; you pushed "
-        f"{f.describe(f.update.new)}: {why}",
+        f"{ver} is released at {f.describe(f.update.old)}; you pushed a new tag object on "
+        f"commit {commit}: {why}",
         (f"{fetch_back(tag)}   # take back the server's {ver}",
          f"{release} {successor} {commit} && git push origin {successor}   # ship the change "
          f"as a new version"),
