@@ -240,7 +240,7 @@ class HookRun:
 
     def post_receive(self, landed: list[RefUpdate]) -> int:
         session = self.session()
-        state = session.finish()
+        state = session.load()
         self.push_id = state.get("push_id") or self.push_id
         decided = {d["ref"]: d for d in state.get("decided", [])}
         records = []
@@ -256,6 +256,8 @@ class HookRun:
             self.append_audit(records)
         except Exception:
             self.incident(fatal=False)
+        finally:
+            session.finish()  # the refs are written and recorded: let the next push in
         self.chain()
         return 0
 

@@ -106,7 +106,7 @@ class Clone:
 
     def commit(self, message=None) -> str:
         self.counter += 1
-        name = f"file{self.counter}.txt"
+        name = f"{self.path.name}-{self.counter}.txt"  # unique across clones of one server
         (self.path / name).write_text(f"content {self.counter}\n")
         self.git("add", name)
         self.git("commit", "-q", "-m", message or f"change {self.counter}")
