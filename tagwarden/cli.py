@@ -54,6 +54,9 @@ def main(argv: Optional[list[str]] = None) -> int:
 def _install(args) -> int:
     from .install import InstallError, install
 
+    if args.policy and _policy_check(argparse.Namespace(files=[args.policy])):
+        print("tagwarden: not installing with a policy that does not load", file=sys.stderr)
+        return 1
     status = 0
     for repo in args.repos:
         try:
@@ -64,8 +67,6 @@ def _install(args) -> int:
             continue
         verb = "would" if args.dry_run else "did"
         print(f"{repo}: " + (f"{verb}: " + "; ".join(done) if done else "already installed"))
-    if args.policy:
-        status = _policy_check(argparse.Namespace(files=[args.policy])) or status
     return status
 
 

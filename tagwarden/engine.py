@@ -53,8 +53,11 @@ class _Repo:
 
     def versions_at(self, component: str, commit: str) -> list[semver.Version]:
         found = []
-        for ref, oid in self.after_under(f"{TAGS}{component}/").items():
-            version = semver.try_parse(ref.rsplit("/", 1)[1])
+        prefix = f"{TAGS}{component}/"
+        for ref, oid in self.after_under(prefix).items():
+            if "/" in ref[len(prefix):]:
+                continue  # deeper refs are not versions of this component
+            version = semver.try_parse(ref[len(prefix):])
             if version and self.peel(oid).commit == commit:
                 found.append(version)
         return sorted(found, key=lambda v: v.sort_key)
@@ -209,7 +212,9 @@ def _landing(repo: _Repo, f: rules.Facts) -> _Landing:
     if new.commit is None:
         return _Landing(finding=Finding(
             "env-target", f"{tag} must point at a commit; it points at "
-            f"{new.target_type} {short(new.target or new.oid)}", ()))
+            f"{new.target_type} {short(new.target or new.oid)}",
+            (f"git tag -f -a -m 'Set {component.rsplit('/', 1)[1]} to {f.name.slot}' {tag} "
+             f"{component}/vX.Y.Z", f"git push --force origin {tag}")))
     chain = new.chain[1:] if new.chain and new.chain[0].name == tag else new.chain
     if len(chain) > 1:
         return _Landing(finding=Finding(
@@ -257,23 +262,30 @@ def _env_change(policy: Policy, repo: _Repo, f: rules.Facts, landing: _Landing,
                 verdict: _Verdict) -> str:
     """deploy, promote, rollback or redeploy; a promotion-order finding otherwise."""
     old, new = f.old, f.new
+    component = f.name.component
     if old is not None and old.commit == new.commit:
         return "redeploy"
-    pipeline = policy.pipeline_for(f.name.component)
+    current = repo.version_of(component, old.oid) if old else None
+    if landing.version and current and landing.version < current:
+        return "rollback"  # back to an earlier version: no upstream stage to pass again
+    pipeline = policy.pipeline_for(component)
     upstream = pipeline.upstream(f.name.slot) if pipeline else None
     if upstream is None:
         return "deploy"
-    component = f.name.component
-    holds = repo.after if pipeline.same_push else repo.before
-    held = {slot: holds(f"{TAGS}{component}/{slot}") for slot in upstream}
-    if any(repo.peel(oid) and repo.peel(oid).commit == new.commit for oid in held.values()):
+
+    def holds(slot: str) -> bool:
+        refs = (repo.before, repo.after) if pipeline.same_push else (repo.before,)
+        return any(repo.peel(look(f"{TAGS}{component}/{slot}")) is not None and
+                   repo.peel(look(f"{TAGS}{component}/{slot}")).commit == new.commit
+                   for look in refs)
+
+    if any(holds(slot) for slot in upstream):
         return "promote"
-    current = repo.version_of(component, old.oid) if old else None
-    if landing.version and current and landing.version.precedes(current):
-        return "rollback"
+    when = "holds" if pipeline.same_push else "held before this push"
+    lookup = repo.after if pipeline.same_push else repo.before
+    held = {slot: lookup(f"{TAGS}{component}/{slot}") for slot in upstream}
     wanted = " or ".join(upstream)
     holding = "; ".join(f"{slot} holds {repo.describe(oid, component)}" for slot, oid in held.items())
-    when = "holds" if pipeline.same_push else "held before this push"
     target = f"{component}/{landing.version}" if landing.version else short(new.commit)
     first = f"{component}/{upstream[0]}"
     verdict.check(Finding(
@@ -282,7 +294,7 @@ def _env_change(policy: Policy, repo: _Repo, f: rules.Facts, landing: _Landing,
         f"{repo.describe(new.oid, component)}.",
         (f"git tag -f {first} {target}^{{}}",
          f"git push --force origin {first}   # then verify, then promote")))
-    return "promote"
+    return "out-of-order"  # what it is when the policy only warns, or is off
 
 
 def _rename_fix(policy: Policy, name: RefName) -> tuple[str, ...]:

@@ -8,6 +8,7 @@ audit log, never to the pusher.
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import traceback
@@ -19,7 +20,10 @@ from .model import RESERVED, TAGS, RefUpdate, is_object_id
 from .refname import printable
 
 DECIDING = ("pre-receive", "update")
+_ASCII_CONTROL = re.compile(r"[\x00-\x20\x7f]")  # git never puts these in a ref name
 CHAINED_SUFFIX = ".tagwarden-chained"
+# who pushed: carried from the deciding hook to post-receive with the push's state
+_IDENTITY = ("pusher", "pusher_source", "remote_addr", "protocol", "push_options")
 
 
 class HookInputError(ValueError):
@@ -44,8 +48,11 @@ def main(argv: Optional[list[str]] = None) -> int:
               "pre-receive|update REF OLD NEW|post-receive", file=sys.stderr)
         return 2
     mode, rest = args[0], args[1:]
+    receive_pack = None
+    if mode == "post-receive" and rest[:1] == ["--receive-pack"] and len(rest) > 1:
+        receive_pack, rest = rest[1], rest[2:]
     stdin = b"" if mode == "update" else sys.stdin.buffer.read()
-    run = HookRun(mode, rest, stdin, hooks_dir)
+    run = HookRun(mode, rest, stdin, hooks_dir, receive_pack)
     try:
         return run.execute()
     except Exception:
@@ -67,8 +74,8 @@ def parse_updates(mode: str, args: list[str], stdin: bytes) -> list[RefUpdate]:
     for row in rows:
         if len(row) != 3 or not is_object_id(row[0]) or len(row[0]) != len(row[1]) \
                 or not is_object_id(row[1]) or not row[2].startswith("refs/") \
-                or printable(row[2]) != row[2]:
-            raise HookInputError(f"unexpected hook input line {printable(' '.join(row))!r}")
+                or _ASCII_CONTROL.search(row[2]):
+            raise HookInputError(f"unexpected hook input line: {printable(' '.join(row))}")
         updates.append(RefUpdate(row[2], row[0], row[1]))
     return updates
 
@@ -78,8 +85,10 @@ def _ours(update: RefUpdate) -> bool:
 
 
 class HookRun:
-    def __init__(self, mode: str, args: list[str], stdin: bytes, hooks_dir: Optional[str]):
+    def __init__(self, mode: str, args: list[str], stdin: bytes, hooks_dir: Optional[str],
+                 receive_pack: Optional[str] = None):
         self.mode, self.args, self.stdin, self.hooks_dir = mode, args, stdin, hooks_dir
+        self.receive_pack = receive_pack  # post-receive may outlive it: the shim names it
         self.repo_dir = os.path.abspath(os.environ.get("GIT_DIR", "."))
         self.push_id = uuid.uuid4().hex[:16]
         self._config: Optional[dict[str, str]] = None
@@ -113,6 +122,8 @@ class HookRun:
     def session(self):
         from .session import PushSession, push_owner
 
+        if self.receive_pack:
+            return PushSession.of_receive_pack(self.state_dir, self.receive_pack)
         return PushSession(self.state_dir, push_owner())
 
     # ---- the run ---------------------------------------------------------------------
@@ -160,10 +171,11 @@ class HookRun:
         try:
             waited = session.acquire(components, policy.lock_timeout)
         except LockTimeout as exc:
+            holders = ", ".join(h.split("-")[0] for h in exc.holders)
             raise Rejected("lock-timeout", "another push is deploying the same component",
                            f"{', '.join(exc.components)} stayed locked for "
-                           f"{policy.lock_timeout:g} s by push {', '.join(exc.holders)}; "
-                           "try again in a moment") from None
+                           f"{policy.lock_timeout:g} s by another push (git-receive-pack "
+                           f"process {holders}); try again in a moment") from None
         view = GitView(self.repo_dir, from_env=True)
         # Judge this ref together with the not-yet-written refs of its component, so a
         # version created in the same push counts as it does in pre-receive.
@@ -195,7 +207,8 @@ class HookRun:
                 session.release()
             raise
         if accepted:
-            session.record(self.push_id, [_carried(d, policy) for d in decisions
+            who = {k: v for k, v in self._base().items() if k in _IDENTITY}
+            session.record(self.push_id, [{**_carried(d, policy), **who} for d in decisions
                                           if d.name.audited])
         elif self.mode == "pre-receive":
             session.release()
@@ -214,7 +227,12 @@ class HookRun:
         hooks, then run the repository's own pre-receive if it had one."""
         self.session().plan(self.push_id, [{"ref": u.ref, "old": u.old, "new": u.new}
                                            for u in updates])
-        return self.chain()
+        code = self.chain()
+        if code != 0:
+            self.append_audit([self._refusal_record(u, Rejected(
+                "chained-hook", "refused", f"the repository's earlier pre-receive hook refused "
+                f"the push (exit {code})")) for u in updates if _ours(u)])
+        return code
 
     def load_policy(self):
         from .paths import default_policy
@@ -250,15 +268,18 @@ class HookRun:
         landed_refs = {u.ref for u in landed}
         for ref, d in decided.items():
             if ref not in landed_refs and d["verdict"] != "rejected":
-                records.append(self._applied("not_applied", ref, d["old"], d["new"], d))
+                rec = self._applied("not_applied", ref, d["old"], d["new"], d)
+                rec["reason"] = ("approved, but git did not write it (another push won the "
+                                 "ref, or an atomic push failed)")
+                records.append(rec)
         records += self._not_applied(session.stale())
+        self.chain()
         try:
             self.append_audit(records)
         except Exception:
             self.incident(fatal=False)
         finally:
             session.finish()  # the refs are written and recorded: let the next push in
-        self.chain()
         return 0
 
     def _not_applied(self, stale_states: list[dict]) -> list[dict]:
@@ -306,6 +327,7 @@ class HookRun:
     def _applied(self, event: str, ref: str, old: str, new: str, decided: Optional[dict]) -> dict:
         decided = decided or {}
         rec = self._base()
+        rec.update({k: decided[k] for k in _IDENTITY if k in decided})  # the pusher's, not ours
         rec.update({
             "event": event, "ref": ref, "old": old, "new": new,
             "old_commit": decided.get("old_commit"), "new_commit": decided.get("new_commit"),
@@ -357,8 +379,9 @@ class HookRun:
     def incident(self, fatal: bool = True) -> int:
         incident = uuid.uuid4().hex[:12]
         record = {"event": "incident", "incident": incident, "hook": self.mode,
-                  "push_id": self.push_id, "repo": self.repo_dir, "decision": "rejected",
-                  "rule": "internal-error", "exc_info": sys.exc_info()}
+                  "push_id": self.push_id, "repo": self.repo_dir,
+                  "decision": "rejected" if fatal else None, "rule": "internal-error",
+                  "exc_info": sys.exc_info()}
         where = "the audit log"
         try:
             from .audit import append

@@ -25,7 +25,7 @@ def report(decisions: Iterable[Decision]) -> list[str]:
         if siblings:
             lines.append(f"  not applied either (the push is all or nothing): "
                          f"{', '.join(printable(d.name.tag or d.update.ref) for d in siblings)}")
-        if any(d.rule in _STALE_RULES for d in broken):
+        if any(d.rule in _STALE_RULES and d.update.action == "move" for d in broken):
             lines.append(f"{PREFIX} if this clone's tags are stale, every push --tags --force "
                          "re-sends them; refresh first: git fetch --tags --force origin")
     for d in judged:
@@ -37,7 +37,7 @@ def report(decisions: Iterable[Decision]) -> list[str]:
     if moved and not rejected:
         for d in moved:
             what = f"{d.version} ({d.new_commit[:7]})" if d.version else d.new_commit[:7]
-            lines.append(f"{PREFIX} {printable(d.name.tag)} now holds {what} [{d.change}]")
+            lines.append(f"{PREFIX} accepted: {printable(d.name.tag)} -> {what} [{d.change}]")
         lines.append(f"{PREFIX} clones that already have these tags see the move only after: "
                      "git fetch --tags --force")
     return lines
@@ -47,8 +47,9 @@ def _rejection(d: Decision) -> list[str]:
     out = [f"  {printable(d.update.ref)}",
            f"    rule {d.rule}: {printable(d.reason)}"]
     if d.held or d.attempted:
-        out.append(f"    now: {printable(d.held)}; attempted: {d.update.action} to "
-                   f"{printable(d.attempted)}")
+        tried = "delete" if d.update.action == "delete" else \
+            f"{d.update.action} to {printable(d.attempted)}"
+        out.append(f"    now: {printable(d.held)}; attempted: {tried}")
     for i, command in enumerate(d.fix):
         out.append(f"    {'fix: ' if i == 0 else '     '}{printable(command)}")
     return out

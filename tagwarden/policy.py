@@ -113,8 +113,13 @@ class _Ctx:
     def fail(self, node, path: str, message: str) -> PolicyError:
         if node is not None:
             line = node.start_mark.line + 1
-        else:
-            line = self.lines.get(path) or self.lines.get(path.split("[")[0], 1)
+        else:  # the nearest enclosing key that was read from the file
+            probe, line = path, 1
+            while probe:
+                if probe in self.lines:
+                    line = self.lines[probe]
+                    break
+                probe = re.sub(r"(\[\d+\]|\.[^.\[]*)$", "", probe)
         return PolicyError(f"{self.source}:{line}: {path or '(top)'}: {message}")
 
 
@@ -149,9 +154,13 @@ def _boolean(ctx, node, path) -> bool:
     return node.value.lower() in ("true", "yes", "on", "y")
 
 
+_DECIMAL = re.compile(r"[0-9][0-9_]*(\.[0-9_]*)?", re.ASCII)
+
+
 def _number(ctx, node, path) -> float:
-    if not isinstance(node, yaml.ScalarNode) or node.tag not in (_INT, _FLOAT):
-        raise ctx.fail(node, path, f"expected a number, got {_describe(node)}")
+    if not isinstance(node, yaml.ScalarNode) or node.tag not in (_INT, _FLOAT) \
+            or not _DECIMAL.fullmatch(node.value):
+        raise ctx.fail(node, path, f"expected a number from 0 to 3600, got {_describe(node)}")
     value = float(node.value.replace("_", ""))
     if not 0 <= value <= 3600:
         raise ctx.fail(node, path, f"expected a number from 0 to 3600, got {node.value}")
@@ -175,7 +184,8 @@ def _list(item: Callable, nonempty=False) -> Callable:
             ctx.seen(child, f"{path}[{i}]")
             value = item(ctx, child, f"{path}[{i}]")
             if value in values:
-                raise ctx.fail(child, f"{path}[{i}]", f"duplicate entry {value!r}")
+                shown = value[0] if isinstance(value, tuple) and len(value) == 1 else value
+                raise ctx.fail(child, f"{path}[{i}]", f"duplicate entry {shown!r}")
             values.append(value)
         return tuple(values)
     return read
@@ -276,6 +286,10 @@ def _merged(raw: dict, key: str) -> Any:
 
 def _build(ctx: _Ctx, raw: dict, sha256: str) -> Policy:
     def fail(key: str, message: str, path: Optional[str] = None) -> PolicyError:
+        if key not in raw:
+            message += (f" (this comes from the default {key}, which your policy leaves out; "
+                        f"set {key} to fit the rest of it)")
+            path = key
         return ctx.fail(None, path or key, message)
 
     prefixes = _merged(raw, "prefixes")
@@ -300,12 +314,16 @@ def _build(ctx: _Ctx, raw: dict, sha256: str) -> Policy:
                        "(versions look like v1.2.3; names use a-z 0-9 . _ -)",
                        f"environments.names[{i}]")
 
-    def is_env(slot: str) -> bool:
+    def is_env(slot: str) -> bool:  # as refname.classify sees it: versions first
+        if semver.looks_like_version(slot):
+            return False
         return slot in names or any(p.fullmatch(slot) for p in patterns)
 
     for i, slot in enumerate(envs["protected"]):
         if not is_env(slot):
-            raise fail("environments", f"protected slot {slot!r} is not an environment",
+            note = "" if "protected" in raw.get("environments", {}) else \
+                " (environments.protected defaults to [production]; set it to fit your names)"
+            raise fail("environments", f"protected slot {slot!r} is not an environment{note}",
                        f"environments.protected[{i}]")
 
     pipelines = {}

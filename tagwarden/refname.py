@@ -12,11 +12,12 @@ from .model import (
 # lowercase letters, digits, "-", "_", "."; starts and ends alphanumeric; 1..100 chars
 NAME = re.compile(r"[a-z0-9](?:[a-z0-9._-]{0,98}[a-z0-9])?", re.ASCII)
 # C0/C1 controls, DEL, zero-width and bidi overrides: never printed raw to a terminal
-_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2066-\u2069]")
+_CONTROL = re.compile(
+    "[\x00-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2066-\u2069\ufeff]")
 
 
 def classify(ref: str, policy) -> RefName:
-    if ref.startswith(RESERVED):
+    if ref.startswith(RESERVED) or ref == RESERVED.rstrip("/"):
         return RefName(ref, RESERVED_KIND)
     if not ref.startswith(TAGS):
         return RefName(ref, OTHER)

@@ -71,7 +71,8 @@ def version_immutable(f: Facts) -> Optional[Finding]:
     release = f"git tag -a -m 'Release {f.name.component.rsplit('/', 1)[1]} {_next_patch(ver)}'"
     if f.update.action == DELETE:
         return Finding("version-immutable",
-                       f"{ver} is released ({f.describe(f.update.old)}); versions are never deleted",
+                       f"{ver} is released, at {f.describe(f.update.old)}; versions are never "
+                       "deleted",
                        (f"nothing to undo: retire {ver} by releasing {_next_patch(ver)} and "
                         f"moving the slots to it",))
     same = f.old and f.new and f.old.commit and f.old.commit == f.new.commit
@@ -123,8 +124,8 @@ def tag_name_mismatch(f: Facts) -> Optional[Finding]:
     if f.new is None or not f.new.chain or f.new.chain[0].name == f.name.tag:
         return None
     inner = f.new.chain[0].name
-    if f.name.kind == ENVIRONMENT and is_version_tag_of(inner, f.name.component):
-        return None
+    if f.name.kind == ENVIRONMENT and is_version_tag(inner):
+        return None  # a lightweight env tag on a version tag object: the env rules judge it
     return Finding("tag-name-mismatch", f"the tag object {short(f.new.oid)} is named "
                    f"{inner!r}, not {f.name.tag!r}",
                    (f"git tag -f -a -m '<message>' {f.name.tag} {short(f.new.target)}   "
@@ -135,6 +136,12 @@ def tag_name_mismatch(f: Facts) -> Optional[Finding]:
 def is_version_tag_of(tag: str, component: Optional[str]) -> bool:
     head, _, slot = tag.rpartition("/")
     return head == component and semver.try_parse(slot) is not None
+
+
+def is_version_tag(tag: str) -> bool:
+    """Names a version of some component: prefix/type/name/vX.Y.Z."""
+    parts = tag.split("/")
+    return len(parts) == 4 and semver.try_parse(parts[3]) is not None
 
 
 def env_protected(f: Facts, protected: frozenset[str]) -> Optional[Finding]:
@@ -160,4 +167,6 @@ def unmanaged(f: Facts, mode: str, scope: str) -> Optional[Finding]:
 
 def reserved(f: Facts) -> Finding:
     return Finding("reserved-namespace", f"{f.update.ref} is tagwarden's own namespace; "
-                   "pushes never write it", ())
+                   "pushes never write it",
+                   (f"git push origin :{f.update.ref} is refused too; drop the refspec that "
+                    "sends refs/tagwarden/* from your push",))

@@ -7,8 +7,9 @@ for an environment name.
 """
 from __future__ import annotations
 
+import functools
 import re
-from typing import NamedTuple
+from dataclasses import dataclass
 
 # https://semver.org/#is-there-a-suggested-regular-expression-regex-to-check-a-semver-string
 _SEMVER = re.compile(
@@ -26,7 +27,16 @@ class InvalidVersion(ValueError):
     """The text is not ``v`` + a strict SemVer 2.0.0 version."""
 
 
-class Version(NamedTuple):
+# Identifiers longer than this are refused rather than compared: no real version has
+# them, and int() of a 5,000-digit string raises in Python 3.11+.
+MAX_DIGITS = 64
+
+
+@functools.total_ordering
+@dataclass(frozen=True)
+class Version:
+    """A parsed version; ``<`` and friends follow SemVer precedence (build ignored)."""
+
     major: int
     minor: int
     patch: int
@@ -37,11 +47,17 @@ class Version(NamedTuple):
     @property
     def sort_key(self) -> tuple:
         # SemVer §11: a release sorts after its pre-releases; numeric identifiers
-        # sort numerically and before alphanumeric ones; build metadata is ignored.
-        pre = tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in self.prerelease)
+        # sort numerically (by length, then digits: no leading zeros) and before
+        # alphanumeric ones; build metadata is ignored.
+        pre = tuple((0, len(p), p) if p.isdigit() else (1, 0, p) for p in self.prerelease)
         return (self.major, self.minor, self.patch, not self.prerelease, pre)
 
     def precedes(self, other: "Version") -> bool:
+        return self.sort_key < other.sort_key
+
+    def __lt__(self, other: "Version") -> bool:
+        if not isinstance(other, Version):
+            return NotImplemented
         return self.sort_key < other.sort_key
 
     def __str__(self) -> str:
@@ -53,12 +69,13 @@ def parse(text: str) -> Version:
     m = _SEMVER.fullmatch(text) if isinstance(text, str) else None
     if m is None:
         raise InvalidVersion(f"not a SemVer 2.0.0 version with a leading 'v': {text!r}")
+    numbers = m.group("major", "minor", "patch")
+    if any(len(n) > MAX_DIGITS for n in numbers):
+        raise InvalidVersion(f"version numbers above {MAX_DIGITS} digits are not supported")
     pre = m.group("prerelease")
     build = m.group("buildmetadata")
     return Version(
-        int(m.group("major")),
-        int(m.group("minor")),
-        int(m.group("patch")),
+        *(int(n) for n in numbers),
         tuple(pre.split(".")) if pre else (),
         tuple(build.split(".")) if build else (),
         text,

@@ -49,17 +49,23 @@ def _is_receive_pack(pid: int, comm: str) -> bool:
 
 
 def push_owner() -> Optional[str]:
-    """'PID-STARTTIME' of the git-receive-pack running this hook, or None outside a push."""
-    pid = os.getppid()
+    """'PID-STARTTIME' of the git-receive-pack running this hook.
+
+    Where no receive-pack is among the ancestors (a host that runs hooks from a service
+    of its own), the hook's parent stands in: it outlives the decision, if not always the
+    ref writes. None only where /proc cannot tell.
+    """
+    pid = parent = os.getppid()
     for _ in range(8):
         info = _stat(pid)
         if info is None or pid <= 1:
-            return None
+            break
         comm, _, ppid, start = info
         if _is_receive_pack(pid, comm):
             return f"{pid}-{start}"
         pid = ppid
-    return None
+    info = _stat(parent)
+    return f"{parent}-{info[3]}" if info else None
 
 
 def alive(owner: str) -> bool:
@@ -82,12 +88,31 @@ def _lock_name(component: str) -> str:
     return component.replace("/", "%") + ".lock"
 
 
+# A push whose receive-pack is gone is taken for dead only after this long: its
+# post-receive runs in the background and may start after receive-pack has exited.
+STALE_AFTER = 60.0
+
+
 @dataclass
 class PushSession:
     """Per-push state under ``<state_dir>/run``; locks under ``<state_dir>/locks``."""
 
     state_dir: str
     owner: Optional[str]
+
+    @classmethod
+    def of_receive_pack(cls, state_dir: str, pid: str) -> "PushSession":
+        """The session of receive-pack ``pid``, which may have exited already."""
+        prefix = f"{pid}-"
+        try:
+            names = os.listdir(os.path.join(state_dir, "run"))
+        except OSError:
+            names = []
+        for name in names:
+            if name.startswith(prefix) and name.endswith(".json"):
+                return cls(state_dir, name[:-len(".json")])
+        owner = push_owner()
+        return cls(state_dir, owner if owner and owner.startswith(prefix) else None)
 
     @property
     def run_dir(self) -> str:
@@ -154,12 +179,15 @@ class PushSession:
         except FileNotFoundError:
             return []
         found = []
+        now = time.time()
         for name in names:
             owner = name[:-5]
             if not name.endswith(".json") or owner == self.owner or alive(owner):
                 continue
             path = os.path.join(self.run_dir, name)
             try:
+                if now - os.stat(path).st_mtime < STALE_AFTER:
+                    continue
                 with open(path, encoding="utf-8") as f:
                     found.append(json.load(f))
                 os.unlink(path)

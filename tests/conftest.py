@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -84,7 +85,25 @@ class Server:
     def audit_path(self) -> Path:
         return self.path / "tagwarden" / "audit.jsonl"
 
+    def settle(self, timeout=20.0) -> None:
+        """Wait for post-receive, which records in the background, to finish here."""
+        deadline = time.monotonic() + timeout
+        while self._recording() and time.monotonic() < deadline:
+            time.sleep(0.02)
+
+    def _recording(self) -> bool:
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
+                if b"tagwarden.hook" in cmd and b"post-receive" in cmd and \
+                        os.readlink(f"/proc/{pid}/cwd") == str(self.path):
+                    return True
+            except OSError:
+                continue
+        return False
+
     def audit(self, event=None) -> list[dict]:
+        self.settle()
         if not self.audit_path.exists():
             return []
         lines = self.audit_path.read_text().splitlines()

@@ -15,10 +15,20 @@ from conftest import C, Clone, make_server
 
 LOCK = "tagwarden/locks/components%prompts%extraction.lock"
 
+# A test-only observer: when production's new value is committed, note what staging holds.
+OBSERVER = """#!/bin/sh
+[ "$1" = committed ] || exit 0
+if grep -q '/production$'; then
+  echo "staging=$(git rev-parse 'refs/tags/components/prompts/extraction/staging^{commit}')" \
+    >> "$(pwd)/landed.log"
+fi
+exit 0
+"""
+
 SLOW_HOOK = """#!/bin/sh
 # the repository's own hook (kept by tagwarden): slow whenever production is pushed
 if [ "$#" -eq 3 ]; then refs="$1"; else refs=$(cat); fi
-case "$refs" in *production*) sleep 3;; esac
+case "$refs" in *production*) touch "$(pwd)/slow.started"; sleep 3;; esac
 exit 0
 """
 
@@ -43,6 +53,9 @@ def test_promotion_and_upstream_move_are_serialised(tmp_path, mode):
     hook = server.path / "hooks" / f"{mode}.tagwarden-chained"
     hook.write_text(SLOW_HOOK)
     hook.chmod(0o755)
+    observer = server.path / "hooks" / "reference-transaction"
+    observer.write_text(OBSERVER)
+    observer.chmod(0o755)
     clone.release("v1.0.0")
     clone.commit()
     clone.release("v1.1.0")
@@ -51,7 +64,7 @@ def test_promotion_and_upstream_move_are_serialised(tmp_path, mode):
     other = Clone(server, tmp_path / "other")  # a second developer
 
     promote = _popen_push(clone, "--force", clone.set_env("production", "v1.0.0"))
-    _wait_for(server.path / LOCK)  # B decided and holds the component
+    _wait_for(server.path / "slow.started")  # B has decided and is still running
     other.set_env("staging", "v1.1.0")
     started = time.monotonic()
     move = _popen_push(other, "--force", f"{C}/staging")
@@ -63,13 +76,10 @@ def test_promotion_and_upstream_move_are_serialised(tmp_path, mode):
 
     assert server.commit_of(f"{C}/production") == server.commit_of(f"{C}/v1.0.0")
     assert server.commit_of(f"{C}/staging") == server.commit_of(f"{C}/v1.1.0")
-    records = server.audit()
-    applied_production = next(r for r in records if r["event"] == "applied"
-                              and r["ref"].endswith("/production"))
-    decided_staging = [r for r in records if r["event"] == "decision"
-                       and r["ref"].endswith("/staging")][-1]
-    # staging's move was decided only after production had landed on what staging held
-    assert decided_staging["ts"] > applied_production["ts"]
+    # the moment production landed, staging still held what production took
+    assert (server.path / "landed.log").read_text().split() == [
+        f"staging={server.commit_of(f'{C}/v1.0.0')}"]
+    decided_staging = [r for r in server.audit("decision") if r["ref"].endswith("/staging")][-1]
     assert decided_staging["lock_wait_ms"] > 1000
     assert not (server.path / LOCK).exists()  # released once the refs were written
 
@@ -95,6 +105,7 @@ def test_8_simultaneous_pushes_leave_8_whole_decision_lines(tmp_path, mode):
     for t in threads:
         t.join(120)
     assert all(r is not None and r.ok for r in results), [r.out for r in results if r]
+    server.settle()
     lines = server.audit_path.read_text().splitlines()
     records = [json.loads(line) for line in lines]  # every line is one whole JSON object
     decided = sorted(r["ref"] for r in records if r["event"] == "decision")

@@ -66,7 +66,7 @@ def test_3_production_after_staging(server, clone):
     accepted(clone.deploy("staging", "v1.1.0"), clone, f"{C}/staging")
     push = clone.deploy("production", "v1.1.0")
     accepted(push, clone, f"{C}/production")
-    assert any("production now holds v1.1.0" in line for line in push.remote)
+    assert any(f"accepted: {C}/production -> v1.1.0" in line for line in push.remote)
     assert any("git fetch --tags --force" in line for line in push.remote)
 
 
