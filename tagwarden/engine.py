@@ -210,9 +210,10 @@ def _landing(repo: _Repo, f: rules.Facts) -> _Landing:
                    f"{component}/vX.Y.Z {short(new.commit)}",
                    f"git push origin {component}/vX.Y.Z   # then point {f.name.slot} at it")
     if new.commit is None:
+        what = ("a chain of tags nested too deep" if new.target_type == "tag" else
+                f"{new.target_type} {short(new.target or new.oid)}")
         return _Landing(finding=Finding(
-            "env-target", f"{tag} must point at a commit; it points at "
-            f"{new.target_type} {short(new.target or new.oid)}",
+            "env-target", f"{tag} must point at a commit; it points at {what}",
             (f"git tag -f -a -m 'Set {component.rsplit('/', 1)[1]} to {f.name.slot}' {tag} "
              f"{component}/vX.Y.Z", f"git push --force origin {tag}")))
     chain = new.chain[1:] if new.chain and new.chain[0].name == tag else new.chain

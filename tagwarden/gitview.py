@@ -56,11 +56,13 @@ class GitView:
         chain = []
         obj = self._get(oid)
         while obj is not None and obj.type == ObjectType.TAG and len(chain) <= _MAX_NESTING:
-            chain.append(TagInfo(str(obj.id), obj.name, str(obj.target)))
+            # the tag header is bytes; a name that is not UTF-8 stays visible, escaped
+            name = obj.raw_name.decode("utf-8", "backslashreplace")
+            chain.append(TagInfo(str(obj.id), name, str(obj.target)))
             obj = self._get(str(obj.target))
         if obj is None or obj.type == ObjectType.TAG:
             target = chain[-1].target if chain else oid
-            return Peeled(oid, tuple(chain), target, "missing")
+            return Peeled(oid, tuple(chain), target, "missing" if obj is None else "tag")
         return Peeled(oid, tuple(chain), str(obj.id), obj.type_str)
 
     def _get(self, oid: str):

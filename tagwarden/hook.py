@@ -23,7 +23,8 @@ DECIDING = ("pre-receive", "update")
 _ASCII_CONTROL = re.compile(r"[\x00-\x20\x7f]")  # git never puts these in a ref name
 CHAINED_SUFFIX = ".tagwarden-chained"
 # who pushed: carried from the deciding hook to post-receive with the push's state
-_IDENTITY = ("pusher", "pusher_source", "remote_addr", "protocol", "push_options")
+# (push options reach post-receive itself; the update hook never sees them)
+_IDENTITY = ("pusher", "pusher_source", "remote_addr", "protocol")
 
 
 class HookInputError(ValueError):
@@ -65,11 +66,9 @@ def parse_updates(mode: str, args: list[str], stdin: bytes) -> list[RefUpdate]:
             raise HookInputError("update takes REF OLD NEW")
         rows = [(args[1], args[2], args[0])]
     else:
-        try:
-            text = stdin.decode("utf-8")
-        except UnicodeDecodeError:
-            raise HookInputError("hook input is not UTF-8") from None
-        rows = [line.split(" ") for line in text.splitlines() if line]
+        # ref names are bytes to git; keep any that are not UTF-8 (escaped when shown)
+        text = stdin.decode("utf-8", "surrogateescape")
+        rows = [line.split(" ") for line in text.split("\n") if line]
     updates = []
     for row in rows:
         if len(row) != 3 or not is_object_id(row[0]) or len(row[0]) != len(row[1]) \

@@ -23,8 +23,10 @@ def report(decisions: Iterable[Decision]) -> list[str]:
             lines += _rejection(d)
         siblings = [d for d in rejected if d.rule == "atomic-push"]
         if siblings:
+            names = [printable(d.name.tag or d.update.ref) for d in siblings[:10]]
+            more = f" and {len(siblings) - 10} more" if len(siblings) > 10 else ""
             lines.append(f"  not applied either (the push is all or nothing): "
-                         f"{', '.join(printable(d.name.tag or d.update.ref) for d in siblings)}")
+                         f"{', '.join(names)}{more}")
         if any(d.rule in _STALE_RULES and d.update.action == "move" for d in broken):
             lines.append(f"{PREFIX} if this clone's tags are stale, every push --tags --force "
                          "re-sends them; refresh first: git fetch --tags --force origin")

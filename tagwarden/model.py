@@ -87,8 +87,8 @@ class Peeled:
 
     oid: str
     chain: tuple[TagInfo, ...]  # tag objects passed, outermost first
-    target: Optional[str]  # the final object; None when an object is missing
-    target_type: str  # "commit", "tree", "blob" or "missing"
+    target: Optional[str]  # the final object
+    target_type: str  # "commit", "tree", "blob", "missing", or "tag" (nested too deep)
 
     @property
     def commit(self) -> Optional[str]:

@@ -13,7 +13,8 @@ from .model import (
 NAME = re.compile(r"[a-z0-9](?:[a-z0-9._-]{0,98}[a-z0-9])?", re.ASCII)
 # C0/C1 controls, DEL, zero-width and bidi overrides: never printed raw to a terminal
 _CONTROL = re.compile(
-    "[\x00-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2066-\u2069\ufeff]")
+    "[\x00-\x1f\x7f-\x9f\u061c\u200b-\u200f\u2028-\u202e\u2066-\u2069\ufeff"
+    "\ud800-\udfff]")  # lone surrogates: bytes of a name that were not UTF-8
 
 
 def classify(ref: str, policy) -> RefName:

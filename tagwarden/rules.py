@@ -92,6 +92,10 @@ def version_immutable(f: Facts) -> Optional[Finding]:
 def version_target(f: Facts) -> Optional[Finding]:
     new = f.new
     label = f"git tag -f -a -m 'Release {f.name.component.rsplit('/', 1)[1]} {f.name.version}' {f.name.tag}"
+    if new.target_type == "tag":  # gave up peeling
+        return Finding("version-target", f"{f.name.tag} is nested more than "
+                       f"{len(new.chain) - 1} tags deep; a version tags its commit directly",
+                       (f"{label} <commit>",))
     if new.target_type == "missing":
         return Finding("version-target", f"object {short(new.target or new.oid)} is missing or "
                        "unreadable on the server", (f"{label} <commit>",))
