@@ -91,6 +91,7 @@ class HookRun:
         self.repo_dir = os.path.abspath(os.environ.get("GIT_DIR", "."))
         self.push_id = uuid.uuid4().hex[:16]
         self._config: Optional[dict[str, str]] = None
+        self._base_fields: Optional[dict] = None
         self.policy = None
 
     # ---- configuration (git config of the repository) ------------------------------
@@ -178,10 +179,9 @@ class HookRun:
         view = GitView(self.repo_dir, from_env=True)
         # Judge this ref together with the not-yet-written refs of its component, so a
         # version created in the same push counts as it does in pre-receive.
-        touched = {n.component for n in names if n.component}
-        companions = [u for u in others if view.ref(u.ref) != (None if u.action == "delete"
-                                                              else u.new)
-                      and classify(u.ref, policy).component in touched]
+        touched = tuple(f"{TAGS}{n.component}/" for n in names if n.component)
+        companions = [u for u in others if touched and u.ref.startswith(touched)
+                      and view.ref(u.ref) != (None if u.action == "delete" else u.new)]
         context = PushContext(self.mode, atomic=self.mode == "pre-receive",
                               earlier=tuple(others))
         decisions = [d for d in decide(policy, view, updates + companions, context)
@@ -297,6 +297,12 @@ class HookRun:
     # ---- audit records -------------------------------------------------------------
 
     def _base(self) -> dict:
+        if self._base_fields is None:
+            self._base_fields = self._read_base()
+        return dict(self._base_fields, push_id=self.push_id,
+                    policy_sha256=self.policy.sha256 if self.policy else None)
+
+    def _read_base(self) -> dict:
         from . import pushenv
 
         info = pushenv.read(self.repo_dir)
