@@ -92,6 +92,7 @@ class HookRun:
         self.push_id = uuid.uuid4().hex[:16]
         self._config: Optional[dict[str, str]] = None
         self._base_fields: Optional[dict] = None
+        self._session = None
         self.policy = None
 
     # ---- configuration (git config of the repository) ------------------------------
@@ -119,12 +120,15 @@ class HookRun:
     def state_dir(self) -> str:
         return os.path.join(self.repo_dir, "tagwarden")
 
-    def session(self):
-        from .session import PushSession, push_owner
+    def session(self, lease: float = 30.0):
+        from .session import PushSession, lease_owner, push_owner
 
-        if self.receive_pack:
-            return PushSession.of_receive_pack(self.state_dir, self.receive_pack)
-        return PushSession(self.state_dir, push_owner())
+        if self._session is None:
+            owner = push_owner()
+            if owner is None and self.mode == "pre-receive":
+                owner = lease_owner(lease)  # no receive-pack to watch: a lease instead
+            self._session = PushSession(self.state_dir, owner)
+        return self._session
 
     # ---- the run ---------------------------------------------------------------------
 
@@ -158,7 +162,7 @@ class HookRun:
         from .refname import classify
         from .session import LockTimeout
 
-        session = self.session()
+        session = self.session(lease=policy.lock_timeout)
         stale = session.stale()
         state = session.load()
         self.push_id = state.get("push_id") or self.push_id
@@ -171,11 +175,10 @@ class HookRun:
         try:
             waited = session.acquire(components, policy.lock_timeout)
         except LockTimeout as exc:
-            holders = ", ".join(h.split("-")[0] for h in exc.holders)
             raise Rejected("lock-timeout", "another push is deploying the same component",
                            f"{', '.join(exc.components)} stayed locked for "
-                           f"{policy.lock_timeout:g} s by another push (git-receive-pack "
-                           f"process {holders}); try again in a moment") from None
+                           f"{policy.lock_timeout:g} s by another push "
+                           f"({', '.join(exc.holders)}); try again in a moment") from None
         view = GitView(self.repo_dir, from_env=True)
         # Judge this ref together with the not-yet-written refs of its component, so a
         # version created in the same push counts as it does in pre-receive.
@@ -207,6 +210,8 @@ class HookRun:
             raise
         if accepted:
             who = {k: v for k, v in self._base().items() if k in _IDENTITY}
+            who["decided_by"] = self.mode
+            who["decided_push_options"] = self._base()["push_options"]
             session.record(self.push_id, [{**_carried(d, policy), **who} for d in decisions
                                           if d.name.audited])
         elif self.mode == "pre-receive":
@@ -256,7 +261,11 @@ class HookRun:
     # ---- post-receive: what actually landed ------------------------------------------
 
     def post_receive(self, landed: list[RefUpdate]) -> int:
-        session = self.session()
+        from .session import PushSession
+
+        session = PushSession.for_landed(self.state_dir, [(u.ref, u.old, u.new)
+                                                          for u in landed if _ours(u)],
+                                         self.receive_pack)
         state = session.load()
         self.push_id = state.get("push_id") or self.push_id
         decided = {d["ref"]: d for d in state.get("decided", [])}
@@ -268,8 +277,8 @@ class HookRun:
         for ref, d in decided.items():
             if ref not in landed_refs and d["verdict"] != "rejected":
                 rec = self._applied("not_applied", ref, d["old"], d["new"], d)
-                rec["reason"] = ("approved, but git did not write it (another push won the "
-                                 "ref, or an atomic push failed)")
+                rec["reason"] = ("approved, but git did not write it (another push moved "
+                                 "the ref first)")
                 records.append(rec)
         records += self._not_applied(session.stale())
         self.chain()
@@ -290,6 +299,8 @@ class HookRun:
                 if d["verdict"] != "rejected":
                     rec = self._applied("not_applied", d["ref"], d["old"], d["new"], d)
                     rec["push_id"] = state.get("push_id")
+                    rec["hook"] = d.get("decided_by", rec["hook"])
+                    rec["push_options"] = d.get("decided_push_options", [])
                     rec["reason"] = "the push ended before post-receive saw this ref land"
                     out.append(rec)
         return out

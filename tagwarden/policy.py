@@ -119,7 +119,8 @@ class _Ctx:
                 if probe in self.lines:
                     line = self.lines[probe]
                     break
-                probe = re.sub(r"(\[\d+\]|\.[^.\[]*)$", "", probe)
+                shorter = re.sub(r"(\[\d+\]|\.[^.\[]*)$", "", probe)
+                probe = "" if shorter == probe else shorter
         return PolicyError(f"{self.source}:{line}: {path or '(top)'}: {message}")
 
 
@@ -287,8 +288,8 @@ def _merged(raw: dict, key: str) -> Any:
 def _build(ctx: _Ctx, raw: dict, sha256: str) -> Policy:
     def fail(key: str, message: str, path: Optional[str] = None) -> PolicyError:
         if key not in raw:
-            message += (f" (this comes from the default {key}, which your policy leaves out; "
-                        f"set {key} to fit the rest of it)")
+            message = (f"{message.split(' (')[0]}; this comes from the default {key}, which "
+                       f"your policy leaves out: set {key} to fit the rest of it")
             path = key
         return ctx.fail(None, path or key, message)
 

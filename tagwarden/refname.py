@@ -49,12 +49,14 @@ def classify(ref: str, policy) -> RefName:
             f"letter or digit",
         )
     if semver.looks_like_version(slot):
-        version = semver.try_parse(slot)
-        if version is None:
+        try:
+            version = semver.parse(slot)
+        except semver.InvalidVersion as exc:
+            detail = "" if str(exc).startswith("not a SemVer") else f" ({exc})"
             return invalid(
                 "version-invalid",
                 f"{slot!r} looks like a version but is not SemVer 2.0.0 with a leading 'v' "
-                f"(e.g. v1.2.0, v1.2.0-rc.1); it can never be an environment",
+                f"(e.g. v1.2.0, v1.2.0-rc.1){detail}; it can never be an environment",
             )
         return RefName(ref, VERSION, component, slot, version)
     if policy.is_environment(slot):

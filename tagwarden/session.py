@@ -49,26 +49,30 @@ def _is_receive_pack(pid: int, comm: str) -> bool:
 
 
 def push_owner() -> Optional[str]:
-    """'PID-STARTTIME' of the git-receive-pack running this hook.
-
-    Where no receive-pack is among the ancestors (a host that runs hooks from a service
-    of its own), the hook's parent stands in: it outlives the decision, if not always the
-    ref writes. None only where /proc cannot tell.
-    """
-    pid = parent = os.getppid()
+    """'PID-STARTTIME' of the git-receive-pack this hook runs under (through any
+    dispatcher script), or None where it is not an ancestor (a host that runs hooks
+    from a service of its own)."""
+    pid = os.getppid()
     for _ in range(8):
         info = _stat(pid)
         if info is None or pid <= 1:
-            break
+            return None
         comm, _, ppid, start = info
         if _is_receive_pack(pid, comm):
             return f"{pid}-{start}"
         pid = ppid
-    info = _stat(parent)
-    return f"{parent}-{info[3]}" if info else None
+    return None
+
+
+def lease_owner(seconds: float) -> str:
+    """An owner that stays alive for a while: where no receive-pack process can be
+    watched, a lock lasts until post-receive releases it or the lease runs out."""
+    return f"lease-{uuid.uuid4().hex[:12]}-{time.time() + seconds:.0f}"
 
 
 def alive(owner: str) -> bool:
+    if owner.startswith("lease-"):
+        return time.time() < float(owner.rsplit("-", 1)[1])
     pid, _, start = owner.partition("-")
     info = _stat(int(pid)) if pid.isdigit() else None
     return info is not None and info[3] == start and info[1] not in ("Z", "X")
@@ -101,18 +105,36 @@ class PushSession:
     owner: Optional[str]
 
     @classmethod
-    def of_receive_pack(cls, state_dir: str, pid: str) -> "PushSession":
-        """The session of receive-pack ``pid``, which may have exited already."""
-        prefix = f"{pid}-"
+    def for_landed(cls, state_dir: str, landed: list[tuple[str, str, str]],
+                   pid_hint: Optional[str] = None) -> "PushSession":
+        """post-receive's push: the one whose approved updates include what landed.
+
+        Matching by ref updates, not by process, works behind hook dispatchers and when
+        post-receive runs after receive-pack has exited.
+        """
+        landed_set = set(landed)
+        best, best_key = None, None
+        run_dir = os.path.join(state_dir, "run")
         try:
-            names = os.listdir(os.path.join(state_dir, "run"))
+            names = [n for n in os.listdir(run_dir) if n.endswith(".json")]
         except OSError:
             names = []
-        for name in names:
-            if name.startswith(prefix) and name.endswith(".json"):
-                return cls(state_dir, name[:-len(".json")])
-        owner = push_owner()
-        return cls(state_dir, owner if owner and owner.startswith(prefix) else None)
+        for name in names if landed_set else []:
+            path = os.path.join(run_dir, name)
+            try:
+                with open(path, encoding="utf-8") as f:
+                    state = json.load(f)
+                mtime = os.stat(path).st_mtime
+            except (OSError, ValueError):
+                continue
+            approved = {(d["ref"], d["old"], d["new"]) for d in state.get("decided", [])
+                        if d.get("verdict") != "rejected"}
+            if not landed_set <= approved:
+                continue
+            key = (bool(pid_hint) and name.startswith(f"{pid_hint}-"), mtime)
+            if best_key is None or key > best_key:
+                best, best_key = name[:-len(".json")], key
+        return cls(state_dir, best)
 
     @property
     def run_dir(self) -> str:

@@ -81,7 +81,7 @@ def test_promotion_and_upstream_move_are_serialised(tmp_path, mode):
         f"staging={server.commit_of(f'{C}/v1.0.0')}"]
     decided_staging = [r for r in server.audit("decision") if r["ref"].endswith("/staging")][-1]
     assert decided_staging["lock_wait_ms"] > 1000
-    assert not (server.path / LOCK).exists()  # released once the refs were written
+    assert not (server.path / LOCK).exists()  # released once the refs were recorded
 
 
 def test_8_simultaneous_pushes_leave_8_whole_decision_lines(tmp_path, mode):
@@ -126,6 +126,7 @@ def test_concurrent_deploys_of_one_component_all_complete_in_turn(tmp_path, mode
     assert all(p.returncode == 0 for p in procs), outs
     for slot in slots:
         assert server.commit_of(f"{C}/{slot}") == server.commit_of(f"{C}/v1.0.0")
+    server.settle()  # post-receive releases in the background
     assert not (server.path / LOCK).exists()
 
 
@@ -159,3 +160,12 @@ def test_a_live_holder_makes_the_push_time_out(tmp_path, mode):
     assert "another push is deploying the same component" in push.out
     assert server.audit("decision")[-1]["rule"] == "lock-timeout"
     assert lock.read_text() == f"{os.getpid()}-{start}"  # not ours to remove
+
+
+def test_a_lease_owner_holds_until_it_runs_out():
+    """Where no git-receive-pack can be watched (hooks run by a host service), locks
+    belong to a lease: alive until post-receive releases it or its time is up."""
+    from tagwarden.session import alive, lease_owner
+
+    assert alive(lease_owner(30))
+    assert not alive(lease_owner(-1))

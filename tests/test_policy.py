@@ -328,3 +328,17 @@ def test_component_globs_are_case_sensitive():
     policy = load("components:\n  - match: 'components/*'\n    pipeline: default\n")
     assert policy.pipeline_for("components/prompts/x") is not None
     assert policy.pipeline_for("Components/prompts/x") is None
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("version: 1\npipelines: {content: {stages: [staging, production]}}\n",
+     "p.yaml:1: components: no pipeline named 'default'; this comes from the default "
+     "components, which your policy leaves out: set components to fit the rest of it"),
+    ("version: 1\nenvironments:\n  names: [dev, production]\n",
+     "p.yaml:1: pipelines: stage slot 'staging' is not an environment; this comes from the "
+     "default pipelines, which your policy leaves out: set pipelines to fit the rest of it"),
+])
+def test_an_error_in_a_default_value_names_the_missing_key(text, expected):
+    with pytest.raises(PolicyError) as caught:
+        load(text, "p.yaml")
+    assert str(caught.value) == expected
