@@ -41,7 +41,7 @@ def render(records: Iterable[dict]) -> list[str]:
                 structlog.tracebacks.ExceptionDictTransformer(show_locals=False)),
             structlog.processors.JSONRenderer(sort_keys=True),
         ],
-    )
+    ).bind()  # a concrete logger: the lazy proxy would rebuild itself on every event
     for record in records:
         record = dict(record)
         log.info(record.pop("event"), **record)

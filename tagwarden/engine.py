@@ -85,10 +85,12 @@ class _Repo:
 
 
 def decide(policy: Policy, view: RepoView, updates: Iterable[RefUpdate],
-           context: PushContext) -> list[Decision]:
+           context: PushContext, names: Optional[list[RefName]] = None) -> list[Decision]:
+    """Judge the updates; ``names`` may carry their classify() results already."""
     updates = list(updates)
     repo = _Repo(view, context.earlier)
-    names = [classify(u.ref, policy) for u in updates]
+    if names is None or len(names) != len(updates):
+        names = [classify(u.ref, policy) for u in updates]
     decisions: list[Optional[Decision]] = [None] * len(updates)
     # versions first (env slots may point at versions created in the same push), then env
     # slots in pipeline order (so same_push promotions see their upstream's accepted value)

@@ -22,9 +22,10 @@ from .refname import printable
 DECIDING = ("pre-receive", "update")
 _ASCII_CONTROL = re.compile(r"[\x00-\x20\x7f]")  # git never puts these in a ref name
 CHAINED_SUFFIX = ".tagwarden-chained"
-# who pushed: carried from the deciding hook to post-receive with the push's state
-# (push options reach post-receive itself; the update hook never sees them)
-_IDENTITY = ("pusher", "pusher_source", "remote_addr", "protocol")
+# who pushed, and under which policy: carried from the deciding hook to post-receive
+# with the push's state (push options reach post-receive itself, never the update hook)
+_IDENTITY = ("pusher", "pusher_source", "remote_addr", "protocol", "policy_sha256")
+_CARRIED_PUSH_FIELDS = _IDENTITY + ("hook", "push_options")
 
 
 class HookInputError(ValueError):
@@ -187,7 +188,8 @@ class HookRun:
                       and view.ref(u.ref) != (None if u.action == "delete" else u.new)]
         context = PushContext(self.mode, atomic=self.mode == "pre-receive",
                               earlier=tuple(others))
-        decisions = [d for d in decide(policy, view, updates + companions, context)
+        decisions = [d for d in decide(policy, view, updates + companions, context,
+                                       names + [classify(u.ref, policy) for u in companions])
                      if d.update.ref in own]
 
         accepted = all(d.accepted for d in decisions)
@@ -199,7 +201,8 @@ class HookRun:
                                    reason=f"the repository's earlier {self.mode} hook refused "
                                           f"the push (exit {code})")
                              if d.name.audited else d for d in decisions]
-        records = [self._record(d, lock_wait_ms=round(waited * 1000)) for d in decisions
+        base = self._base()
+        records = [self._record(d, base, lock_wait_ms=round(waited * 1000)) for d in decisions
                    if d.name.audited]
         records += self._not_applied(stale)
         try:
@@ -209,11 +212,10 @@ class HookRun:
                 session.release()
             raise
         if accepted:
-            who = {k: v for k, v in self._base().items() if k in _IDENTITY}
-            who["decided_by"] = self.mode
-            who["decided_push_options"] = self._base()["push_options"]
-            session.record(self.push_id, [{**_carried(d, policy), **who} for d in decisions
-                                          if d.name.audited])
+            base = self._base()
+            push = {k: base[k] for k in _CARRIED_PUSH_FIELDS}
+            session.record(self.push_id, [_carried(d) for d in decisions if d.name.audited],
+                           push)
         elif self.mode == "pre-receive":
             session.release()
         lines = messages.report(decisions)
@@ -269,14 +271,16 @@ class HookRun:
         state = session.load()
         self.push_id = state.get("push_id") or self.push_id
         decided = {d["ref"]: d for d in state.get("decided", [])}
+        push = state.get("push", {})
         records = []
         for u in landed:
             if _ours(u):
-                records.append(self._applied("applied", u.ref, u.old, u.new, decided.get(u.ref)))
+                records.append(self._applied("applied", u.ref, u.old, u.new,
+                                             decided.get(u.ref), push))
         landed_refs = {u.ref for u in landed}
         for ref, d in decided.items():
             if ref not in landed_refs and d["verdict"] != "rejected":
-                rec = self._applied("not_applied", ref, d["old"], d["new"], d)
+                rec = self._applied("not_applied", ref, d["old"], d["new"], d, push)
                 rec["reason"] = ("approved, but git did not write it (another push moved "
                                  "the ref first)")
                 records.append(rec)
@@ -295,12 +299,13 @@ class HookRun:
         landed, so record that they were not seen landing."""
         out = []
         for state in stale_states:
+            push = state.get("push", {})
             for d in state.get("decided", []):
                 if d["verdict"] != "rejected":
-                    rec = self._applied("not_applied", d["ref"], d["old"], d["new"], d)
+                    rec = self._applied("not_applied", d["ref"], d["old"], d["new"], d, push)
                     rec["push_id"] = state.get("push_id")
-                    rec["hook"] = d.get("decided_by", rec["hook"])
-                    rec["push_options"] = d.get("decided_push_options", [])
+                    rec["hook"] = push.get("hook", rec["hook"])  # its own push's, not ours
+                    rec["push_options"] = push.get("push_options", [])
                     rec["reason"] = "the push ended before post-receive saw this ref land"
                     out.append(rec)
         return out
@@ -327,9 +332,9 @@ class HookRun:
             "tagwarden_version": __version__,
         }
 
-    def _record(self, d, **extra) -> dict:
+    def _record(self, d, base: Optional[dict] = None, **extra) -> dict:
         u, n = d.update, d.name
-        rec = self._base()
+        rec = dict(base) if base else self._base()
         rec.update({
             "event": "decision", "ref": u.ref, "old": u.old, "new": u.new,
             "old_commit": d.old_commit, "new_commit": d.new_commit, "action": u.action,
@@ -340,10 +345,11 @@ class HookRun:
         rec.update(extra)
         return rec
 
-    def _applied(self, event: str, ref: str, old: str, new: str, decided: Optional[dict]) -> dict:
+    def _applied(self, event: str, ref: str, old: str, new: str, decided: Optional[dict],
+                 push: dict) -> dict:
         decided = decided or {}
         rec = self._base()
-        rec.update({k: decided[k] for k in _IDENTITY if k in decided})  # the pusher's, not ours
+        rec.update({k: push[k] for k in _IDENTITY if k in push})  # the pusher's, not ours
         rec.update({
             "event": event, "ref": ref, "old": old, "new": new,
             "old_commit": decided.get("old_commit"), "new_commit": decided.get("new_commit"),
@@ -351,7 +357,6 @@ class HookRun:
             "component": decided.get("component"), "slot": decided.get("slot"),
             "version": decided.get("version"), "decision": decided.get("verdict"),
             "rule": decided.get("rule"), "reason": None, "change": decided.get("change"),
-            "policy_sha256": decided.get("policy_sha256"),
         })
         return rec
 
@@ -442,10 +447,10 @@ class HookRun:
         return subprocess.run([path, *self.args], input=self.stdin).returncode
 
 
-def _carried(d, policy) -> dict:
+def _carried(d) -> dict:
     """What post-receive needs to know of a decision (no policy, no pygit2 there)."""
     n = d.name
-    return {"policy_sha256": policy.sha256,"ref": d.update.ref, "old": d.update.old, "new": d.update.new,
+    return {"ref": d.update.ref, "old": d.update.old, "new": d.update.new,
             "verdict": d.verdict, "rule": d.rule, "change": d.change, "kind": n.kind,
             "component": n.component, "slot": n.slot, "version": d.version,
             "old_commit": d.old_commit, "new_commit": d.new_commit}

@@ -166,9 +166,13 @@ class PushSession:
         each update hook only its own)."""
         self._change(push_id, lambda state: state.__setitem__("planned", planned))
 
-    def record(self, push_id: str, decided: list[dict]) -> None:
-        """Add decided ref updates to this push's state (update mode calls it per ref)."""
-        self._change(push_id, lambda state: state.setdefault("decided", []).extend(decided))
+    def record(self, push_id: str, decided: list[dict], push: dict) -> None:
+        """Add decided ref updates to this push's state (update mode calls it per ref);
+        ``push`` holds what is the same for all of them (who, which policy)."""
+        def change(state: dict) -> None:
+            state.setdefault("decided", []).extend(decided)
+            state.setdefault("push", push)
+        self._change(push_id, change)
 
     def _change(self, push_id: str, change) -> None:
         if self.owner is None:
@@ -180,7 +184,7 @@ class PushSession:
             change(state)
             tmp = self._file(self.owner) + ".tmp"
             with open(tmp, "w", encoding="utf-8") as f:
-                json.dump(state, f)
+                f.write(json.dumps(state))  # dumps: the C encoder (dump is pure Python)
             os.replace(tmp, self._file(self.owner))
 
     def finish(self) -> dict:

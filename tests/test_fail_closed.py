@@ -88,6 +88,7 @@ def test_audit_log_configured_elsewhere(tmp_path, mode):
     server.config("tagwarden.auditLog", str(central))
     clone.tag(f"{C}/v1.0.0")
     assert clone.push(f"{C}/v1.0.0").ok
+    server.settle()  # post-receive records in the background
     events = [json.loads(line)["event"] for line in central.read_text().splitlines()]
     assert events == ["decision", "applied"]
 
