@@ -45,7 +45,7 @@ case "${1:-}" in
         say "installing tagwarden (editable, so the tests judge this checkout) and test tools"
         "$venv/bin/python" -m pip install -q --disable-pip-version-check -e "$here[test]"
         cd "$here"
-        exec "$venv/bin/python" -m pytest "$@"
+        exec "$venv/bin/python" -m pytest -n auto "$@"   # one worker per CPU
         ;;
     -h|--help)
         sed -n '2,11p' "$0"; exit 0
