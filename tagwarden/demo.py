@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 
 from .install import install
 
@@ -93,13 +94,26 @@ def run(directory: str) -> int:
     git("push", "--force", "origin", f"{C}/production")
 
     audit = os.path.join(server, "tagwarden", "audit.jsonl")
+    records = _settled(audit)
     print(f"\n## The audit log ({audit}), one JSON object per line; key fields:")
-    with open(audit, encoding="utf-8") as f:
-        for line in f:
-            r = json.loads(line)
-            print(f"{r['ts']}  {r['event']:<11} {r['hook']:<12} {r['pusher']:<8} "
-                  f"{r['ref'][len('refs/tags/'):]:<40} {r.get('decision') or '-':<9} "
-                  f"{r.get('change') or '-':<9} {r.get('rule') or ''}")
+    for r in records:
+        print(f"{r['ts']}  {r['event']:<11} {r['hook']:<12} {r['pusher']:<8} "
+              f"{r['ref'][len('refs/tags/'):]:<40} {r.get('decision') or '-':<9} "
+              f"{r.get('change') or '-':<12} {r.get('rule') or ''}")
     print(f"\nTry it yourself: cd {clone} and push tags; the policy in use is the shipped "
           "default (policy/default.yaml).")
     return 0
+
+
+def _settled(audit: str, timeout: float = 10.0) -> list[dict]:
+    """The audit records once post-receive (which records in the background) caught up:
+    one applied line for every accepted decision."""
+    deadline = time.monotonic() + timeout
+    while True:
+        with open(audit, encoding="utf-8") as f:
+            records = [json.loads(line) for line in f]
+        accepted = sum(r["event"] == "decision" and r["decision"] != "rejected" for r in records)
+        applied = sum(r["event"] == "applied" for r in records)
+        if applied >= accepted or time.monotonic() > deadline:
+            return records
+        time.sleep(0.05)
