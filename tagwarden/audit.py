@@ -18,34 +18,27 @@ class AuditError(OSError):
     """The audit log could not be written; the push must not pass."""
 
 
-class _Lines:
-    """A structlog logger that keeps rendered lines until they are appended together."""
-
-    def __init__(self) -> None:
-        self.lines: list[str] = []
-
-    def msg(self, message: str) -> None:
-        self.lines.append(message)
-
-    info = warning = error = msg
+# The processor pipeline, configured once. Records of one hook run share one timestamp:
+# they are one decision. Called as structlog's BoundLogger would call it, minus the
+# logger object per event (a thousand-ref push renders a thousand records).
+_STAMP = structlog.processors.TimeStamper(fmt="iso", utc=True, key="ts")
+_PIPELINE = (
+    # tracebacks as data, without local variables: they may hold secrets
+    structlog.processors.ExceptionRenderer(
+        structlog.tracebacks.ExceptionDictTransformer(show_locals=False)),
+    structlog.processors.JSONRenderer(sort_keys=True),
+)
 
 
 def render(records: Iterable[dict]) -> list[str]:
-    sink = _Lines()
-    log = structlog.wrap_logger(
-        sink,
-        processors=[
-            structlog.processors.TimeStamper(fmt="iso", utc=True, key="ts"),
-            # tracebacks as data, without local variables: they may hold secrets
-            structlog.processors.ExceptionRenderer(
-                structlog.tracebacks.ExceptionDictTransformer(show_locals=False)),
-            structlog.processors.JSONRenderer(sort_keys=True),
-        ],
-    ).bind()  # a concrete logger: the lazy proxy would rebuild itself on every event
+    ts = _STAMP(None, "info", {})["ts"]
+    lines = []
     for record in records:
-        record = dict(record)
-        log.info(record.pop("event"), **record)
-    return sink.lines
+        event = {"ts": ts, **record}
+        for processor in _PIPELINE:
+            event = processor(None, "info", event)
+        lines.append(event)
+    return lines
 
 
 def append(path: str, records: Iterable[dict]) -> int:

@@ -1,9 +1,13 @@
-"""Immutable values shared by the core and the shell."""
+"""Immutable values shared by the core and the shell.
+
+NamedTuples, not frozen dataclasses: a push of a thousand refs makes thousands of them,
+and a frozen dataclass pays object.__setattr__ for every field.
+"""
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, replace
-from typing import Mapping, Optional, Protocol
+from dataclasses import dataclass
+from typing import Mapping, NamedTuple, Optional, Protocol
 
 from .semver import Version
 
@@ -35,8 +39,7 @@ RESERVED_KIND = "reserved"
 OTHER = "other"  # branches, notes, anything not a tag: not ours to judge
 
 
-@dataclass(frozen=True)
-class RefName:
+class RefName(NamedTuple):
     ref: str
     kind: str
     component: Optional[str] = None  # "prefix/type/name"
@@ -59,8 +62,7 @@ class RefName:
 CREATE, MOVE, DELETE = "create", "move", "delete"
 
 
-@dataclass(frozen=True)
-class RefUpdate:
+class RefUpdate(NamedTuple):
     ref: str
     old: str
     new: str
@@ -74,15 +76,13 @@ class RefUpdate:
 
 # ---- what the repository holds (read through a view) -----------------------------------
 
-@dataclass(frozen=True)
-class TagInfo:
+class TagInfo(NamedTuple):
     oid: str
     name: str  # the tag object's own "tag" header
     target: str
 
 
-@dataclass(frozen=True)
-class Peeled:
+class Peeled(NamedTuple):
     """A ref value followed through every annotated tag down to a non-tag object."""
 
     oid: str
@@ -110,8 +110,7 @@ class RepoView(Protocol):
 ACCEPTED, WARNED, REJECTED = "accepted", "warned", "rejected"
 
 
-@dataclass(frozen=True)
-class Finding:
+class Finding(NamedTuple):
     rule: str
     reason: str
     fix: tuple[str, ...] = ()
@@ -124,8 +123,7 @@ class PushContext:
     earlier: tuple[RefUpdate, ...] = ()  # updates of this push already written (update mode)
 
 
-@dataclass(frozen=True)
-class Decision:
+class Decision(NamedTuple):
     update: RefUpdate
     name: RefName
     verdict: str
@@ -145,4 +143,4 @@ class Decision:
         return self.verdict != REJECTED
 
     def but(self, **changes) -> "Decision":
-        return replace(self, **changes)
+        return self._replace(**changes)

@@ -7,7 +7,7 @@ to the policy's level for the rule (deny, warn or off).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Optional
+from typing import Callable, NamedTuple, Optional
 
 from . import semver
 from .model import CREATE, DELETE, ENVIRONMENT, Finding, Peeled, RefName, RefUpdate, short
@@ -44,8 +44,7 @@ RULES: dict[str, Rule] = {r.id: r for r in (
 )}
 
 
-@dataclass(frozen=True)
-class Facts:
+class Facts(NamedTuple):
     """What one rule may look at; built once per ref update by the engine."""
 
     update: RefUpdate

@@ -7,9 +7,8 @@ for an environment name.
 """
 from __future__ import annotations
 
-import functools
 import re
-from dataclasses import dataclass
+from typing import NamedTuple
 
 # https://semver.org/#is-there-a-suggested-regular-expression-regex-to-check-a-semver-string
 _SEMVER = re.compile(
@@ -32,10 +31,9 @@ class InvalidVersion(ValueError):
 MAX_DIGITS = 64
 
 
-@functools.total_ordering
-@dataclass(frozen=True)
-class Version:
-    """A parsed version; ``<`` and friends follow SemVer precedence (build ignored)."""
+class Version(NamedTuple):
+    """A parsed version; ``<`` and friends follow SemVer precedence (build ignored),
+    not tuple order."""
 
     major: int
     minor: int
@@ -55,10 +53,17 @@ class Version:
     def precedes(self, other: "Version") -> bool:
         return self.sort_key < other.sort_key
 
-    def __lt__(self, other: "Version") -> bool:
-        if not isinstance(other, Version):
-            return NotImplemented
-        return self.sort_key < other.sort_key
+    def __lt__(self, other):  # type: ignore[override]
+        return self.sort_key < other.sort_key if isinstance(other, Version) else NotImplemented
+
+    def __le__(self, other):  # type: ignore[override]
+        return self.sort_key <= other.sort_key if isinstance(other, Version) else NotImplemented
+
+    def __gt__(self, other):  # type: ignore[override]
+        return self.sort_key > other.sort_key if isinstance(other, Version) else NotImplemented
+
+    def __ge__(self, other):  # type: ignore[override]
+        return self.sort_key >= other.sort_key if isinstance(other, Version) else NotImplemented
 
     def __str__(self) -> str:
         return self.text
