@@ -153,6 +153,7 @@ def _decide_one(policy: Policy, repo: _Repo, update: RefUpdate, name: RefName) -
             verdict.check(rules.tag_name_mismatch(facts))
             landing = _landing(repo, facts)
             verdict.check(landing.finding)
+            verdict.check(_stale(repo, facts))
             version = str(landing.version) if landing.version else None
             if verdict.open:
                 change = _env_change(policy, repo, facts, landing, verdict)
@@ -259,6 +260,25 @@ def _landing(repo: _Repo, f: rules.Facts) -> _Landing:
                             f"git push --force origin {tag}",
                             "# until then every push --tags --force from this clone fails; "
                             "git fetch --tags --force origin repairs it")))
+
+
+def _stale(repo: _Repo, f: rules.Facts) -> Optional[Finding]:
+    """A clone whose tags are stale re-sends the env tag objects it fetched long ago
+    (push --tags --force sends every tag that differs): a tag object this slot held
+    before is an old deploy coming back, not a new one."""
+    new, tag = f.new, f.name.tag
+    if not new.chain or new.chain[0].name != tag or (f.old and f.old.oid == new.oid):
+        return None
+    if not repo.view.held_before(f.update.ref, new.oid):
+        return None
+    return Finding(
+        "env-stale", f"{tag} {short(new.oid)} is a tag object this slot held before and "
+        f"has moved on from; your clone's tags are stale, and pushing it would undo a "
+        f"later deploy", (
+            "git fetch --tags --force origin   # take the server's current tags",
+            f"git tag -f -a -m 'Set {f.name.component.rsplit('/', 1)[1]} to {f.name.slot}' "
+            f"{tag} {f.name.component}/vX.Y.Z   # only if you mean to move it: a new tag object",
+            f"git push --force origin {tag}"))
 
 
 def _env_change(policy: Policy, repo: _Repo, f: rules.Facts, landing: _Landing,

@@ -33,6 +33,20 @@ class GitView:
         self.repo = pygit2.Repository(path, flags=flags)
         self.path = self.repo.path
         self._listed: dict[str, dict[str, str]] = {}
+        self._main: Optional[pygit2.Repository] = None
+
+    def held_before(self, ref: str, oid: str) -> Optional[bool]:
+        """From the ref's reflog (the installer sets core.logAllRefUpdates=always). Without
+        one, pre-receive can still tell an object the repository already had: pushed
+        objects sit in quarantine, which a repository opened plainly does not see."""
+        if os.path.exists(os.path.join(self.path, "logs", ref)):
+            found = self.repo.references.get(ref)
+            return found is not None and any(str(e.oid_new) == oid for e in found.log())
+        if os.environ.get("GIT_QUARANTINE_PATH"):
+            if self._main is None:
+                self._main = pygit2.Repository(self.path, flags=RepositoryOpenFlag.NO_SEARCH)
+            return oid in self._main
+        return None
 
     def ref(self, name: str) -> Optional[str]:
         ref = self.repo.references.get(name)
@@ -80,3 +94,4 @@ class GitView:
 
 def repo_dir_from_env() -> str:
     return os.path.abspath(os.environ.get("GIT_DIR", "."))
+

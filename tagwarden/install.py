@@ -89,7 +89,8 @@ def install(repo: str, mode: str = "pre-receive", policy: Optional[str] = None,
                 f.write(text)
             os.chmod(tmp, 0o755)
             os.replace(tmp, path)
-    settings = {"receive.advertisePushOptions": "true"}
+    # reflogs for tags too: the history env-stale reads (what a slot held before)
+    settings = {"receive.advertisePushOptions": "true", "core.logAllRefUpdates": "always"}
     if policy:
         settings["tagwarden.policy"] = os.path.abspath(policy)
     for key, value in settings.items():

@@ -8,7 +8,8 @@ from .model import ACCEPTED, ENVIRONMENT, REJECTED, WARNED, Decision
 from .refname import printable
 
 PREFIX = "tagwarden:"
-_STALE_RULES = {"version-immutable", "env-version-mismatch", "unmanaged-immutable"}
+_STALE_RULES = {"version-immutable", "env-version-mismatch", "unmanaged-immutable",
+                "env-stale"}
 
 
 def report(decisions: Iterable[Decision]) -> list[str]:

@@ -104,6 +104,9 @@ class RepoView(Protocol):
 
     def peel(self, oid: str) -> Peeled: ...
 
+    def held_before(self, ref: str, oid: str) -> Optional[bool]:
+        """Did ``ref`` ever hold ``oid`` before this push? None when unknown."""
+
 
 # ---- what the engine decides -------------------------------------------------------
 

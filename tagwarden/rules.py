@@ -35,6 +35,7 @@ RULES: dict[str, Rule] = {r.id: r for r in (
     Rule("env-wrong-component", "an environment slot points at a version of its own component"),
     Rule("env-version-mismatch", "a wrapped version tag object is the server's own, not a copy"),
     Rule("env-protected", "protected environment slots are never deleted"),
+    Rule("env-stale", "an env tag object the slot held before is not sent back (stale clone)"),
     Rule("promotion-order", "a slot takes only what its upstream stage holds"),
     Rule("unmanaged-immutable", "tags outside the managed prefixes are not moved or deleted"),
     Rule("unmanaged-denied", "tags outside the managed prefixes are not pushed at all"),

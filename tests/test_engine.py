@@ -11,6 +11,7 @@ import os
 import random
 
 import pytest
+from typing import Optional
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -68,6 +69,7 @@ class FakeRepo:
     def __init__(self):
         self.refs: dict[str, str] = {}
         self.objects: dict[str, tuple] = {}
+        self.held: Optional[dict] = None  # ref -> values it held; None: no history
 
     def _new(self, *obj) -> str:
         oid = hashlib.sha1(f"{len(self.objects)} {obj}".encode()).hexdigest()
@@ -93,6 +95,9 @@ class FakeRepo:
 
     def refs_under(self, prefix: str):
         return {ref: oid for ref, oid in self.refs.items() if ref.startswith(prefix)}
+
+    def held_before(self, ref: str, oid: str):
+        return None if self.held is None else oid in self.held.get(ref, ())
 
     def peel(self, oid: str) -> Peeled:
         chain, current = [], oid
