@@ -6,12 +6,16 @@ from __future__ import annotations
 from conftest import C, Clone
 
 
-def test_stale_clone_cannot_revert_a_later_deploy(server, clone, tmp_path):
+def _two_versions_staging_on_the_first(clone):
     clone.release("v1.0.0")
     clone.commit()
     clone.release("v1.1.0")
     assert clone.push(f"{C}/v1.0.0", f"{C}/v1.1.0").ok
     assert clone.deploy("staging", "v1.0.0").ok
+
+
+def test_stale_clone_cannot_revert_a_later_deploy(server, clone, tmp_path):
+    _two_versions_staging_on_the_first(clone)
     stale = Clone(server, tmp_path / "stale")  # has staging -> v1.0.0 and stops fetching
     assert clone.deploy("staging", "v1.1.0").ok
     moved = server.ref(f"{C}/staging")
@@ -35,11 +39,7 @@ def test_stale_clone_cannot_revert_a_later_deploy(server, clone, tmp_path):
 
 
 def test_a_deliberate_move_back_with_a_new_tag_object_passes(server, clone):
-    clone.release("v1.0.0")
-    clone.commit()
-    clone.release("v1.1.0")
-    assert clone.push(f"{C}/v1.0.0", f"{C}/v1.1.0").ok
-    assert clone.deploy("staging", "v1.0.0").ok
+    _two_versions_staging_on_the_first(clone)
     assert clone.deploy("staging", "v1.1.0").ok
     push = clone.deploy("staging", "v1.0.0", message="Set extraction to staging (back)")
     assert push.ok, push.out
@@ -47,11 +47,7 @@ def test_a_deliberate_move_back_with_a_new_tag_object_passes(server, clone):
 
 
 def test_re_sending_an_old_tag_object_by_hand_is_stale_too(server, clone):
-    clone.release("v1.0.0")
-    clone.commit()
-    clone.release("v1.1.0")
-    assert clone.push(f"{C}/v1.0.0", f"{C}/v1.1.0").ok
-    assert clone.deploy("staging", "v1.0.0").ok
+    _two_versions_staging_on_the_first(clone)
     old = server.ref(f"{C}/staging")
     assert clone.deploy("staging", "v1.1.0").ok
     before = server.refs()
