@@ -267,9 +267,10 @@ def _stale(repo: _Repo, f: rules.Facts) -> Optional[Finding]:
     (push --tags --force sends every tag that differs): a tag object this slot held
     before is an old deploy coming back, not a new one."""
     new, tag = f.new, f.name.tag
-    if not new.chain or new.chain[0].name != tag or (f.old and f.old.oid == new.oid):
+    if f.old and f.old.oid == new.oid:
         return None
-    if not repo.view.held_before(f.update.ref, new.oid):
+    own = bool(new.chain) and new.chain[0].name == tag
+    if not repo.view.held_before(f.update.ref, new.oid, own):
         return None
     return Finding(
         "env-stale", f"{tag} {short(new.oid)} is a tag object this slot held before and "
@@ -288,9 +289,14 @@ def _env_change(policy: Policy, repo: _Repo, f: rules.Facts, landing: _Landing,
     component = f.name.component
     if old is not None and old.commit == new.commit:
         return "redeploy"
-    current = repo.version_of(component, old.oid) if old else None
-    if landing.version and current and landing.version < current:
-        return "rollback"  # back to an earlier version: no upstream stage to pass again
+    held = repo.view.held_commits(f.update.ref) if old else None
+    if held is not None:  # history: exactly what this slot held before
+        if new.commit in held:
+            return "rollback"  # back to what it held: no upstream stage to pass again
+    else:  # no history: an earlier version of the component stands in
+        current = repo.version_of(component, old.oid) if old else None
+        if landing.version and current and landing.version < current:
+            return "rollback"
     pipeline = policy.pipeline_for(component)
     upstream = pipeline.upstream(f.name.slot) if pipeline else None
     if upstream is None:

@@ -34,19 +34,43 @@ class GitView:
         self.path = self.repo.path
         self._listed: dict[str, dict[str, str]] = {}
         self._main: Optional[pygit2.Repository] = None
+        self._history: dict[str, Optional[set[str]]] = {}
 
-    def held_before(self, ref: str, oid: str) -> Optional[bool]:
-        """From the ref's reflog (the installer sets core.logAllRefUpdates=always). Without
-        one, pre-receive can still tell an object the repository already had: pushed
-        objects sit in quarantine, which a repository opened plainly does not see."""
-        if os.path.exists(os.path.join(self.path, "logs", ref)):
-            found = self.repo.references.get(ref)
-            return found is not None and any(str(e.oid_new) == oid for e in found.log())
-        if os.environ.get("GIT_QUARANTINE_PATH"):
+    def history(self, ref: str) -> Optional[set[str]]:
+        """Every value the ref held, from its reflog (the installer sets
+        core.logAllRefUpdates=always and keeps tag reflogs from expiring); None without
+        one. Both sides of each entry count: a reflog started on an existing ref begins
+        with the value it had."""
+        if ref not in self._history:
+            held = None
+            if os.path.exists(os.path.join(self.path, "logs", ref)):
+                found = self.repo.references.get(ref)
+                held = set()
+                for entry in found.log() if found is not None else ():
+                    held.update((str(entry.oid_old), str(entry.oid_new)))
+                held = {oid for oid in held if oid.strip("0")}  # not the zero id
+            self._history[ref] = held
+        return self._history[ref]
+
+    def held_before(self, ref: str, oid: str, own_tag_object: bool) -> Optional[bool]:
+        """Did the ref hold ``oid`` before? Without a reflog, pre-receive can still tell
+        an env tag object of its own that the repository already had (pushed objects
+        sit in quarantine, which a repository opened plainly does not see)."""
+        held = self.history(ref)
+        if held is not None:
+            return oid in held
+        if own_tag_object and os.environ.get("GIT_QUARANTINE_PATH"):
             if self._main is None:
                 self._main = pygit2.Repository(self.path, flags=RepositoryOpenFlag.NO_SEARCH)
             return oid in self._main
         return None
+
+    def held_commits(self, ref: str) -> Optional[set[str]]:
+        """The commits the ref pointed at, peeled, from its reflog; None without one."""
+        held = self.history(ref)
+        if held is None:
+            return None
+        return {p.commit for p in map(self.peel, held) if p.commit}
 
     def ref(self, name: str) -> Optional[str]:
         ref = self.repo.references.get(name)

@@ -53,12 +53,12 @@ def main(argv: Optional[list[str]] = None) -> int:
     receive_pack = None
     if mode == "post-receive" and rest[:1] == ["--receive-pack"] and len(rest) > 1:
         receive_pack, rest = rest[1], rest[2:]
-    stdin = b"" if mode == "update" else sys.stdin.buffer.read()
-    run = HookRun(mode, rest, stdin, hooks_dir, receive_pack)
+    run = HookRun(mode, rest, b"", hooks_dir, receive_pack)
     try:
+        run.stdin = b"" if mode == "update" else sys.stdin.buffer.read()
         return run.execute()
     except Exception:
-        return run.incident()
+        return run.incident(fatal=mode != "post-receive")
 
 
 def parse_updates(mode: str, args: list[str], stdin: bytes) -> list[RefUpdate]:
@@ -163,7 +163,12 @@ class HookRun:
         from .refname import classify
         from .session import LockTimeout
 
-        session = self.session(lease=policy.lock_timeout)
+        session = self.session(lease=max(policy.lock_timeout, 60.0))
+        if session.owner is None:
+            raise Rejected("host-unsupported", "update mode cannot follow this push",
+                           "no git-receive-pack process is above the hook on this host, so "
+                           "the update hooks of one push cannot find each other; install "
+                           "tagwarden in pre-receive mode here")
         stale = session.stale()
         state = session.load()
         self.push_id = state.get("push_id") or self.push_id
@@ -226,7 +231,8 @@ class HookRun:
     def _update_mode_installed(self) -> bool:
         from .install import is_ours  # the shim's own marker
 
-        return bool(self.hooks_dir) and is_ours(os.path.join(self.hooks_dir, "update"))
+        path = os.path.join(self.hooks_dir or "", "update")
+        return bool(self.hooks_dir) and os.access(path, os.X_OK) and is_ours(path)
 
     def plan(self, updates: list[RefUpdate]) -> int:
         """Update mode's pre-receive: judge nothing, record the whole push for the update
@@ -268,6 +274,7 @@ class HookRun:
         session = PushSession.for_landed(self.state_dir, [(u.ref, u.old, u.new)
                                                           for u in landed if _ours(u)],
                                          self.receive_pack)
+        self.chain()  # the repository's own post-receive first, whatever happens below
         state = session.load()
         self.push_id = state.get("push_id") or self.push_id
         decided = {d["ref"]: d for d in state.get("decided", [])}
@@ -285,7 +292,6 @@ class HookRun:
                                  "the ref first)")
                 records.append(rec)
         records += self._not_applied(session.stale())
-        self.chain()
         try:
             self.append_audit(records)
         except Exception:
@@ -460,8 +466,11 @@ def _exit(code: int) -> None:
     """Leave without the interpreter's teardown: freeing pygit2, structlog and every
     object of a big push costs tens of milliseconds, on every push. All files are
     closed by now; only the standard streams need flushing."""
-    sys.stdout.flush()
-    sys.stderr.flush()
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except OSError:  # the pusher hung up: nothing left to tell
+        pass
     os._exit(code)
 
 

@@ -90,7 +90,9 @@ def install(repo: str, mode: str = "pre-receive", policy: Optional[str] = None,
             os.chmod(tmp, 0o755)
             os.replace(tmp, path)
     # reflogs for tags too: the history env-stale reads (what a slot held before)
-    settings = {"receive.advertisePushOptions": "true", "core.logAllRefUpdates": "always"}
+    settings = {"receive.advertisePushOptions": "true", "core.logAllRefUpdates": "always",
+                "gc.refs/tags/*.reflogExpire": "never",
+                "gc.refs/tags/*.reflogExpireUnreachable": "never"}
     if policy:
         settings["tagwarden.policy"] = os.path.abspath(policy)
     for key, value in settings.items():

@@ -104,8 +104,11 @@ class RepoView(Protocol):
 
     def peel(self, oid: str) -> Peeled: ...
 
-    def held_before(self, ref: str, oid: str) -> Optional[bool]:
+    def held_before(self, ref: str, oid: str, own_tag_object: bool) -> Optional[bool]:
         """Did ``ref`` ever hold ``oid`` before this push? None when unknown."""
+
+    def held_commits(self, ref: str) -> Optional[set[str]]:
+        """Every commit ``ref`` pointed at before; None when there is no history."""
 
 
 # ---- what the engine decides -------------------------------------------------------

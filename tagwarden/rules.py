@@ -153,7 +153,7 @@ def env_protected(f: Facts, protected: frozenset[str]) -> Optional[Finding]:
         return None
     return Finding("env-protected", f"{f.name.slot} is a protected slot and is never deleted "
                    f"(it holds {f.describe(f.update.old)})",
-                   (f"git tag -f {f.name.tag} <version tag>^{{}} && "
+                   (f"git tag -f -a -m '<message>' {f.name.tag} <version tag> && "
                     f"git push --force origin {f.name.tag}   # move it instead",))
 
 

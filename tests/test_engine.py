@@ -96,8 +96,13 @@ class FakeRepo:
     def refs_under(self, prefix: str):
         return {ref: oid for ref, oid in self.refs.items() if ref.startswith(prefix)}
 
-    def held_before(self, ref: str, oid: str):
+    def held_before(self, ref: str, oid: str, own_tag_object: bool):
         return None if self.held is None else oid in self.held.get(ref, ())
+
+    def held_commits(self, ref: str):
+        if self.held is None:
+            return None
+        return {self.peel(oid).commit for oid in self.held.get(ref, ())}
 
     def peel(self, oid: str) -> Peeled:
         chain, current = [], oid

@@ -126,3 +126,16 @@ def test_cli_install_and_uninstall(bare, capsys):
     assert cli(["uninstall", str(bare.path)]) == 0
     assert not (bare.path / "hooks" / "update").exists()
     assert cli(["install", str(bare.path.parent / "not-a-repo")]) == 1
+
+
+def test_an_update_shim_git_would_not_run_does_not_switch_off_pre_receive(bare, tmp_path):
+    """Update mode's pre-receive only records the push; if the update shim lost its
+    execute bit, git skips it, so pre-receive must judge instead of trusting it."""
+    install(str(bare.path), "update", python=sys.executable)
+    (bare.path / "hooks" / "update").chmod(0o644)
+    clone = Clone(bare, tmp_path / "clone")
+    clone.commit()
+    clone.tag(f"{C}/prod")
+    push = clone.push(f"{C}/prod")
+    assert not push.ok and bare.ref(f"{C}/prod") is None
+    assert any("rule slot-unknown:" in line for line in push.remote)

@@ -3,7 +3,7 @@ re-sends the env tag objects it fetched long ago. tagwarden refuses an env tag o
 the repository already had; a deliberate move back, made as a new tag object, passes."""
 from __future__ import annotations
 
-from conftest import C, Clone
+from conftest import C, Clone, Server
 
 
 def _two_versions_staging_on_the_first(clone):
@@ -66,3 +66,55 @@ def test_a_refused_tag_object_can_be_pushed_again_once_the_upstream_holds_it(ser
     assert clone.deploy("staging", "v1.0.0").ok
     push = clone.push("--force", f"{C}/production")  # the very same tag object
     assert push.ok, push.out
+
+
+def test_stale_lightweight_env_tags_are_caught_too(server, clone, tmp_path):
+    clone.release("v1.0.0")
+    clone.commit()
+    clone.release("v1.1.0")
+    assert clone.push(f"{C}/v1.0.0", f"{C}/v1.1.0").ok
+    clone.tag(f"{C}/dev", f"{C}/v1.0.0^{{}}", annotated=False)
+    assert clone.push(f"{C}/dev").ok
+    stale = Clone(server, tmp_path / "stale")
+    clone.tag(f"{C}/dev", f"{C}/v1.1.0^{{}}", annotated=False, force=True)
+    assert clone.push("--force", f"{C}/dev").ok
+    moved = server.ref(f"{C}/dev")
+    push = stale.push("--tags", "--force")
+    assert not push.ok and server.ref(f"{C}/dev") == moved
+    assert any("rule env-stale:" in line for line in push.remote)
+
+
+def test_history_from_before_the_install_counts(tmp_path, mode):
+    """A repository that had tags before tagwarden: the slot's first reflog entry starts
+    from the value it had then."""
+    server = Server(tmp_path / "srv.git")
+    clone = Clone(server, tmp_path / "clone")
+    clone.commit()
+    _two_versions_staging_on_the_first(clone)  # pushed with no hooks and no reflog
+    stale = Clone(server, tmp_path / "stale")
+    server.install(mode)
+    assert clone.deploy("staging", "v1.1.0").ok
+    moved = server.ref(f"{C}/staging")
+    push = stale.push("--tags", "--force")
+    assert not push.ok and server.ref(f"{C}/staging") == moved
+    assert any("rule env-stale:" in line for line in push.remote)
+
+
+def test_rollback_is_exact_once_the_slot_has_history(server, clone):
+    """Back to a version production held: a rollback. To an earlier version it never
+    held: a promotion like any other."""
+    clone.release("v0.9.0")
+    clone.commit()
+    clone.release("v1.0.0")
+    clone.commit()
+    clone.release("v1.1.0")
+    assert clone.push(f"{C}/v0.9.0", f"{C}/v1.0.0", f"{C}/v1.1.0").ok
+    for version in ("v1.0.0", "v1.1.0"):
+        assert clone.deploy("staging", version).ok
+        assert clone.deploy("production", version).ok
+    back = clone.deploy("production", "v1.0.0", message="Set extraction to production (back)")
+    assert back.ok and any("[rollback]" in line for line in back.remote)
+    before = server.refs()
+    never = clone.deploy("production", "v0.9.0")
+    assert not never.ok and server.refs() == before
+    assert any("rule promotion-order:" in line for line in never.remote)
