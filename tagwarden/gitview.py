@@ -37,8 +37,8 @@ class GitView:
         self._history: dict[str, Optional[set[str]]] = {}
 
     def history(self, ref: str) -> Optional[set[str]]:
-        """Every value the ref held, from its reflog (the installer sets
-        core.logAllRefUpdates=always and keeps tag reflogs from expiring); None without
+        """Every value the ref held, from its reflog (the hooks start one for each env
+        slot they let move; the installer keeps tag reflogs from expiring); None without
         one. Both sides of each entry count: a reflog started on an existing ref begins
         with the value it had."""
         if ref not in self._history:

@@ -217,6 +217,8 @@ class HookRun:
                 session.release()
             raise
         if accepted:
+            self._start_reflogs(d.update.ref for d in decisions
+                                if d.name.kind == ENVIRONMENT and d.update.action != "delete")
             base = self._base()
             push = {k: base[k] for k in _CARRIED_PUSH_FIELDS}
             session.record(self.push_id, [_carried(d) for d in decisions if d.name.audited],
@@ -227,6 +229,16 @@ class HookRun:
         if lines:
             print("\n".join(lines), file=sys.stderr)
         return 0 if accepted else 1
+
+    def _start_reflogs(self, refs) -> None:
+        """git appends to a ref's reflog whenever the file exists: create it for the env
+        slots this push moves, so each slot keeps the history of what it held (only env
+        slots: a reflog for every version ref would cost a big push a file each)."""
+        for ref in refs:
+            path = os.path.join(self.repo_dir, "logs", ref)
+            if not os.path.exists(path):
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+                open(path, "a").close()
 
     def _update_mode_installed(self) -> bool:
         from .install import is_ours  # the shim's own marker

@@ -89,8 +89,9 @@ def install(repo: str, mode: str = "pre-receive", policy: Optional[str] = None,
                 f.write(text)
             os.chmod(tmp, 0o755)
             os.replace(tmp, path)
-    # reflogs for tags too: the history env-stale reads (what a slot held before)
-    settings = {"receive.advertisePushOptions": "true", "core.logAllRefUpdates": "always",
+    # the hooks start a reflog for each env slot they let move (git appends to any reflog
+    # that exists): the history rollback and env-stale read; keep it from expiring
+    settings = {"receive.advertisePushOptions": "true",
                 "gc.refs/tags/*.reflogExpire": "never",
                 "gc.refs/tags/*.reflogExpireUnreachable": "never"}
     if policy:
