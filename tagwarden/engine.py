@@ -303,10 +303,10 @@ def _env_change(policy: Policy, repo: _Repo, f: rules.Facts, landing: _Landing,
         return "deploy"
 
     def holds(slot: str) -> bool:
-        refs = (repo.before, repo.after) if pipeline.same_push else (repo.before,)
-        return any(repo.peel(look(f"{TAGS}{component}/{slot}")) is not None and
-                   repo.peel(look(f"{TAGS}{component}/{slot}")).commit == new.commit
-                   for look in refs)
+        ref = f"{TAGS}{component}/{slot}"
+        looks = (repo.before, repo.after) if pipeline.same_push else (repo.before,)
+        return any((p := repo.peel(look(ref))) is not None and p.commit == new.commit
+                   for look in looks)
 
     if any(holds(slot) for slot in upstream):
         return "promote"
