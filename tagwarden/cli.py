@@ -6,14 +6,19 @@
     tagwarden judge REPO [--policy FILE]   < "OLD NEW REF" lines   (dry run, no audit)
     tagwarden rules
     tagwarden demo [DIR]
+    tagwarden audit [FILTERS] [--json] | audit verify       (auditlog.py)
+    tagwarden history COMPONENT [SLOT] | status | report --html FILE   (reports.py)
 """
 from __future__ import annotations
 
 import argparse
 import sys
+from importlib import import_module
 from typing import Optional
 
 from . import __version__
+
+_AUDITOR_COMMANDS = ("auditlog", "reports")
 
 
 def main(argv: Optional[list[str]] = None) -> int:
@@ -45,10 +50,14 @@ def main(argv: Optional[list[str]] = None) -> int:
     p = sub.add_parser("demo", help="replay a short session against a demo repository")
     p.add_argument("dir", nargs="?", default="demo")
 
+    handlers = {"install": _install, "uninstall": _uninstall, "policy": _policy_check,
+                "judge": _judge, "rules": _rules, "demo": _demo}
+    # the auditor's commands live in their own modules; each adds its parsers and
+    # returns {command: handler}
+    for module in _AUDITOR_COMMANDS:
+        handlers.update(import_module(f"{__package__}.{module}").register(sub))
     args = parser.parse_args(argv)
-    handler = {"install": _install, "uninstall": _uninstall, "policy": _policy_check,
-               "judge": _judge, "rules": _rules, "demo": _demo}[args.command]
-    return handler(args)
+    return handlers[args.command](args)
 
 
 def _install(args) -> int:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Iterable, Optional
 
-from . import rules, semver
+from . import ledger, rules, semver
 from .model import (
     ACCEPTED, CREATE, DELETE, ENVIRONMENT, INVALID, OTHER, REJECTED, RESERVED_KIND, TAGS,
     UNMANAGED, VERSION, WARNED, Decision, Finding, Peeled, PushContext, RefName, RefUpdate,
@@ -20,8 +20,9 @@ from .refname import classify, is_plain_semver
 class _Repo:
     """The repository before and after this push, over a view of its current refs."""
 
-    def __init__(self, view: RepoView, earlier: Iterable[RefUpdate]):
+    def __init__(self, view: RepoView, earlier: Iterable[RefUpdate], now: float = 0.0):
         self.view = view
+        self.now = now
         self.was = {u.ref: u.old for u in earlier}  # update mode: refs this push already wrote
         self.pending: dict[str, str] = {}  # accepted updates of this batch
         self._peeled: dict[str, Peeled] = {}
@@ -88,7 +89,7 @@ def decide(policy: Policy, view: RepoView, updates: Iterable[RefUpdate],
            context: PushContext, names: Optional[list[RefName]] = None) -> list[Decision]:
     """Judge the updates; ``names`` may carry their classify() results already."""
     updates = list(updates)
-    repo = _Repo(view, context.earlier)
+    repo = _Repo(view, context.earlier, context.now)
     if names is None or len(names) != len(updates):
         names = [classify(u.ref, policy) for u in updates]
     decisions: list[Optional[Decision]] = [None] * len(updates)
@@ -143,6 +144,10 @@ def _decide_one(policy: Policy, repo: _Repo, update: RefUpdate, name: RefName) -
             verdict.check(rules.tag_name_mismatch(facts))
     elif name.kind == VERSION:
         verdict.check(rules.version_immutable(facts))
+        if update.action == CREATE and new is not None and new.commit:
+            # a version name that existed is never re-made on another commit
+            if repo.view.held_commit(update.ref, new.commit) is False:
+                verdict.check(rules.version_tombstone(facts, repo.view.recorded(update.ref)))
         if new is not None:
             verdict.check(rules.version_target(facts))
             verdict.check(rules.tag_name_mismatch(facts))
@@ -289,11 +294,10 @@ def _env_change(policy: Policy, repo: _Repo, f: rules.Facts, landing: _Landing,
     component = f.name.component
     if old is not None and old.commit == new.commit:
         return "redeploy"
-    held = repo.view.held_commits(f.update.ref) if old else None
-    if held is not None:  # history: exactly what this slot held before
-        if new.commit in held:
-            return "rollback"  # back to what it held: no upstream stage to pass again
-    else:  # no history: an earlier version of the component stands in
+    held = repo.view.held_commit(f.update.ref, new.commit) if old else None
+    if held:  # the ledger: back to a commit this slot held, no upstream to pass again
+        return "rollback"
+    if held is None:  # no history: an earlier version of the component stands in
         current = repo.version_of(component, old.oid) if old else None
         if landing.version and current and landing.version < current:
             return "rollback"
@@ -309,6 +313,9 @@ def _env_change(policy: Policy, repo: _Repo, f: rules.Facts, landing: _Landing,
                    for look in looks)
 
     if any(holds(slot) for slot in upstream):
+        soak = pipeline.soak_for(f.name.slot)
+        if soak:
+            verdict.check(_soak(repo, f, upstream, soak))
         return "promote"
     when = "holds" if pipeline.same_push else "held before this push"
     lookup = repo.after if pipeline.same_push else repo.before
@@ -324,6 +331,55 @@ def _env_change(policy: Policy, repo: _Repo, f: rules.Facts, landing: _Landing,
         (f"git tag -f {first} {target}^{{}}",
          f"git push --force origin {first}   # then verify, then promote")))
     return "out-of-order"  # what it is when the policy only warns, or is off
+
+
+def _soak(repo: _Repo, f: rules.Facts, upstream: tuple[str, ...],
+          soak: float) -> Optional[Finding]:
+    """The upstream stage must have held the commit for ``soak`` seconds (by the
+    ledger's clock); the finding says when it becomes eligible."""
+    component, commit = f.name.component, f.new.commit
+    starts = []
+    for slot in upstream:
+        ref = f"{TAGS}{component}/{slot}"
+        p = repo.peel(repo.before(ref))
+        if p is None or p.commit != commit:
+            continue  # not holding it before this push: its clock has not started
+        record = repo.view.recorded(ref)
+        since = record.get("since") if record and record.get("commit") == commit else None
+        starts.append((slot, since))
+    known = [(since, slot) for slot, since in starts if since is not None]
+    if known and repo.now - min(known)[0] >= soak:
+        return None
+    what = repo.describe(f.new.oid, component)
+    if known:
+        since, slot = min(known)
+        held = f"{slot} has held {what} since {_iso(since)} ({_span(repo.now - since)})"
+        eligible = since + soak
+    else:
+        slot = starts[0][0] if starts else upstream[0]
+        held = (f"{slot} holds {what}, but the ledger has no record of since when (moved "
+                "outside tagwarden, or in this push); its clock starts now")
+        eligible = repo.now + soak
+    return Finding(
+        "soak-time",
+        f"{f.name.slot} takes a version only after {' or '.join(upstream)} held it for "
+        f"{_span(soak)}; {held}. Eligible at {_iso(eligible)} "
+        f"(in {_span(max(eligible - repo.now, 0))}).",
+        (f"git push --force origin {f.name.tag}   # again after {_iso(eligible)}",))
+
+
+def _iso(epoch: float) -> str:
+    return ledger.iso(epoch)
+
+
+def _span(seconds: float) -> str:
+    seconds = int(seconds)
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes, secs = divmod(rest, 60)
+    parts = [f"{n}{unit}" for n, unit in ((days, "d"), (hours, "h"), (minutes, "m"))
+             if n]
+    return " ".join(parts[:2]) if parts else f"{secs}s"
 
 
 def _rename_fix(policy: Policy, name: RefName) -> tuple[str, ...]:

@@ -6,16 +6,20 @@ GIT_ALTERNATE_OBJECT_DIRECTORIES) makes them visible.
 """
 from __future__ import annotations
 
+import fcntl
+import json
 import os
 import subprocess
-from typing import Mapping, Optional
+from typing import Iterable, Mapping, Optional
 
 import pygit2
-from pygit2.enums import ConfigLevel, ObjectType, Option, RepositoryOpenFlag
+from pygit2.enums import ConfigLevel, FileMode, ObjectType, Option, RepositoryOpenFlag
 
+from . import ledger
 from .model import Peeled, TagInfo
 
 _MAX_NESTING = 16
+_UNREAD = object()
 
 
 def _harden() -> None:
@@ -34,43 +38,43 @@ class GitView:
         self.path = self.repo.path
         self._listed: dict[str, dict[str, str]] = {}
         self._main: Optional[pygit2.Repository] = None
-        self._history: dict[str, Optional[set[str]]] = {}
+        self._ledger = _UNREAD
 
-    def history(self, ref: str) -> Optional[set[str]]:
-        """Every value the ref held, from its reflog (the hooks start one for each env
-        slot they let move; the installer keeps tag reflogs from expiring); None without
-        one. Both sides of each entry count: a reflog started on an existing ref begins
-        with the value it had."""
-        if ref not in self._history:
-            held = None
-            if os.path.exists(os.path.join(self.path, "logs", ref)):
-                found = self.repo.references.get(ref)
-                held = set()
-                for entry in found.log() if found is not None else ():
-                    held.update((str(entry.oid_old), str(entry.oid_new)))
-                held = {oid for oid in held if oid.strip("0")}  # not the zero id
-            self._history[ref] = held
-        return self._history[ref]
+    # ---- the ledger (refs/tagwarden/ledger): what each managed tag held --------------
+
+    def _ledger_get(self, path: str):
+        if self._ledger is _UNREAD:
+            self._ledger = _ledger_tree(self.repo)
+        if self._ledger is None or path not in self._ledger:
+            return None
+        return self._ledger[path]
+
+    def recorded(self, ref: str) -> Optional[dict]:
+        blob = self._ledger_get(f"{ledger.ref_dir(ref)}/current")
+        return json.loads(blob.data) if blob is not None else None
 
     def held_before(self, ref: str, oid: str, own_tag_object: bool) -> Optional[bool]:
-        """Did the ref hold ``oid`` before? Without a reflog, pre-receive can still tell
-        an env tag object of its own that the repository already had (pushed objects
-        sit in quarantine, which a repository opened plainly does not see)."""
-        held = self.history(ref)
-        if held is not None:
-            return oid in held
+        """Did the ref hold ``oid`` before? Where the ledger's record of the ref does not
+        reach back to its creation (it started at install), pre-receive can still tell
+        an env tag object of its own that the repository already had: pushed objects
+        sit in quarantine, which a repository opened plainly does not see."""
+        record = self.recorded(ref)
+        if record is not None:
+            if self._ledger_get(f"{ledger.ref_dir(ref)}/{ledger.fanout('values', oid)}"):
+                return True
+            if record.get("complete"):
+                return False
         if own_tag_object and os.environ.get("GIT_QUARANTINE_PATH"):
             if self._main is None:
                 self._main = pygit2.Repository(self.path, flags=RepositoryOpenFlag.NO_SEARCH)
             return oid in self._main
-        return None
+        return None if record is None else False
 
-    def held_commits(self, ref: str) -> Optional[set[str]]:
-        """The commits the ref pointed at, peeled, from its reflog; None without one."""
-        held = self.history(ref)
-        if held is None:
+    def held_commit(self, ref: str, commit: str) -> Optional[bool]:
+        if self.recorded(ref) is None:
             return None
-        return {p.commit for p in map(self.peel, held) if p.commit}
+        return self._ledger_get(f"{ledger.ref_dir(ref)}/{ledger.fanout('commits', commit)}") \
+            is not None
 
     def ref(self, name: str) -> Optional[str]:
         ref = self.repo.references.get(name)
@@ -114,6 +118,149 @@ class GitView:
             return self.repo.config[key]
         except KeyError:
             return None
+
+
+# ---- the ledger: reading it whole, and appending to it -------------------------------
+
+def _ledger_tree(repo: pygit2.Repository):
+    ref = repo.references.get(ledger.LEDGER_REF)
+    return repo[ref.target].peel(pygit2.Tree) if ref is not None else None
+
+
+class Ledger:
+    """The whole ledger, for the auditor's commands."""
+
+    def __init__(self, repo: pygit2.Repository, head):
+        self.repo, self.head = repo, head
+
+    def entries(self) -> list[dict]:
+        """Every entry, oldest first."""
+        batches = []
+        for commit in self.repo.walk(self.head.id, pygit2.enums.SortMode.TOPOLOGICAL):
+            batches.append(ledger.entries_of(commit.message))
+        return [e for batch in reversed(batches) for e in batch]
+
+    def current(self) -> dict[str, dict]:
+        """tag name -> its record (value, commit, version, since, ...), for every ref the
+        ledger knows, deleted ones included (value "")."""
+        out: dict[str, dict] = {}
+
+        def walk(tree, path):
+            for item in tree:
+                if item.name == "current" and item.type_str == "blob":
+                    out[path] = json.loads(self.repo[item.id].data)
+                elif item.type_str == "tree" and item.name not in ("values", "commits"):
+                    walk(self.repo[item.id], f"{path}/{item.name}" if path else item.name)
+
+        tags = self.head.tree["tags"] if "tags" in self.head.tree else None
+        if tags is not None:
+            walk(tags, "")
+        return out
+
+    def audit_head(self) -> Optional[dict]:
+        tree = self.head.tree
+        return json.loads(tree["audit"].data) if "audit" in tree else None
+
+
+def open_ledger(path: str) -> Optional[Ledger]:
+    _harden()
+    repo = pygit2.Repository(path, flags=RepositoryOpenFlag.NO_SEARCH)
+    ref = repo.references.get(ledger.LEDGER_REF)
+    return Ledger(repo, repo[ref.target].peel(pygit2.Commit)) if ref is not None else None
+
+
+class LedgerWriter:
+    """Appends batches of entries under a lock, so concurrent post-receives never lose
+    one. Runs after git wrote the refs; never inside a push's quarantine."""
+
+    def __init__(self, path: str, lock_path: str):
+        _harden()
+        self.repo = pygit2.Repository(path, flags=RepositoryOpenFlag.NO_SEARCH)
+        self.lock_path = lock_path
+
+    def exists(self) -> bool:
+        return self.repo.references.get(ledger.LEDGER_REF) is not None
+
+    def append(self, entries: list[dict], audit_head: Optional[dict] = None,
+               when: Optional[float] = None) -> Optional[str]:
+        """Append one batch; an empty batch only starts a ledger that does not exist."""
+        if not entries and audit_head is None and self.exists():
+            return None
+        os.makedirs(os.path.dirname(self.lock_path), exist_ok=True)
+        fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o640)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            return self._append_locked(entries, audit_head, when)
+        finally:
+            os.close(fd)
+
+    def _append_locked(self, entries, audit_head, when) -> str:
+        repo = self.repo
+        ref = repo.references.get(ledger.LEDGER_REF)
+        parent = repo[ref.target].peel(pygit2.Commit) if ref is not None else None
+        base = parent.tree if parent is not None else None
+        changes: dict[str, pygit2.Oid] = {}
+        records: dict[str, Optional[dict]] = {}
+
+        def record_of(d: str) -> Optional[dict]:
+            if d not in records:
+                path = f"{d}/current"
+                records[d] = json.loads(repo[base[path].id].data) \
+                    if base is not None and path in base else None
+            return records[d]
+
+        def mark(d: str, kind: str, oid: Optional[str], epoch: float) -> None:
+            if not oid or not oid.strip("0"):
+                return
+            path = f"{d}/{ledger.fanout(kind, oid)}"
+            if path not in changes and not (base is not None and path in base):
+                changes[path] = repo.create_blob(f"{epoch}\n".encode())
+
+        written = []
+        for landed in entries:
+            d = ledger.ref_dir(landed["ref"])
+            previous = record_of(d)
+            gap = ledger.outside_entry(previous, landed) if previous is not None else None
+            for e in filter(None, (gap, landed)):
+                self._apply(d, e, record_of(d), records, changes, mark)
+                written.append(e)
+        entries = written
+        if audit_head is not None:
+            changes["audit"] = repo.create_blob(json.dumps(audit_head, sort_keys=True).encode())
+        tree = _write_tree(repo, base, changes)
+        stamp = int(when if when is not None else (entries[-1]["epoch"] if entries else 0))
+        sig = pygit2.Signature("tagwarden", "tagwarden@localhost", stamp, 0)
+        oid = repo.create_commit(None, sig, sig, ledger.message(entries), tree,
+                                 [parent.id] if parent is not None else [])
+        repo.references.create(ledger.LEDGER_REF, oid, force=True)
+        return str(oid)
+
+
+    def _apply(self, d, e, previous, records, changes, mark) -> None:
+        record = ledger.current_record(e, previous)
+        records[d] = record
+        changes[f"{d}/current"] = self.repo.create_blob(
+            json.dumps(record, sort_keys=True).encode())
+        mark(d, "values", e["new"], e["epoch"])
+        mark(d, "commits", e["new_commit"], e["epoch"])
+
+
+def _write_tree(repo, base, changes: Mapping[str, pygit2.Oid]) -> pygit2.Oid:
+    """``base`` with the blobs at ``changes`` (paths with slashes) put in place."""
+    builder = repo.TreeBuilder(base) if base is not None else repo.TreeBuilder()
+    below: dict[str, dict] = {}
+    for path, oid in changes.items():
+        head, sep, rest = path.partition("/")
+        if sep:
+            below.setdefault(head, {})[rest] = oid
+        else:
+            builder.insert(head, oid, FileMode.BLOB)
+    for head, sub in below.items():
+        subtree = base[head] if base is not None and head in base else None
+        if subtree is not None and subtree.type_str != "tree":
+            subtree = None
+        builder.insert(head, _write_tree(repo, subtree, sub), FileMode.TREE)
+    return builder.write()
 
 
 def repo_dir_from_env() -> str:

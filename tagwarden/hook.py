@@ -108,6 +108,21 @@ class HookRun:
                 self._config[name.lower()] = value
         return self._config.get(key.lower())
 
+    def now(self) -> float:
+        """The clock soak times and the ledger read: ``tagwarden.clock`` (epoch seconds)
+        when an admin or a test sets it, else the system's."""
+        fixed = self.config("tagwarden.clock")
+        if fixed:
+            try:
+                return float(fixed)
+            except ValueError:
+                raise Rejected("config-invalid", "tagwarden.clock is not a number",
+                               f"git config tagwarden.clock is {printable(fixed)!r}; "
+                               "unset it or give epoch seconds") from None
+        import time
+
+        return time.time()
+
     def _repo_path(self, value: str) -> str:
         return value if os.path.isabs(value) else os.path.join(self.repo_dir, value)
 
@@ -192,7 +207,7 @@ class HookRun:
         companions = [u for u in others if touched and u.ref.startswith(touched)
                       and view.ref(u.ref) != (None if u.action == "delete" else u.new)]
         context = PushContext(self.mode, atomic=self.mode == "pre-receive",
-                              earlier=tuple(others))
+                              earlier=tuple(others), now=self.now())
         decisions = [d for d in decide(policy, view, updates + companions, context,
                                        names + [classify(u.ref, policy) for u in companions])
                      if d.update.ref in own]
@@ -217,8 +232,6 @@ class HookRun:
                 session.release()
             raise
         if accepted:
-            self._start_reflogs(d.update.ref for d in decisions
-                                if d.name.kind == ENVIRONMENT and d.update.action != "delete")
             base = self._base()
             push = {k: base[k] for k in _CARRIED_PUSH_FIELDS}
             session.record(self.push_id, [_carried(d) for d in decisions if d.name.audited],
@@ -229,16 +242,6 @@ class HookRun:
         if lines:
             print("\n".join(lines), file=sys.stderr)
         return 0 if accepted else 1
-
-    def _start_reflogs(self, refs) -> None:
-        """git appends to a ref's reflog whenever the file exists: create it for the env
-        slots this push moves, so each slot keeps the history of what it held (only env
-        slots: a reflog for every version ref would cost a big push a file each)."""
-        for ref in refs:
-            path = os.path.join(self.repo_dir, "logs", ref)
-            if not os.path.exists(path):
-                os.makedirs(os.path.dirname(path), exist_ok=True)
-                open(path, "a").close()
 
     def _update_mode_installed(self) -> bool:
         from .install import is_ours  # the shim's own marker
@@ -305,12 +308,28 @@ class HookRun:
                 records.append(rec)
         records += self._not_applied(session.stale())
         try:
-            self.append_audit(records)
+            head = self.append_audit(records)
+        except Exception:
+            head = None
+            self.incident(fatal=False)
+        try:
+            self.record_ledger(landed, decided, push, head)
         except Exception:
             self.incident(fatal=False)
         finally:
             session.finish()  # the refs are written and recorded: let the next push in
         return 0
+
+    def record_ledger(self, landed: list[RefUpdate], decided: dict, push: dict,
+                      head) -> None:
+        from .recorder import record
+
+        ours = [(u.ref, u.old, u.new) for u in landed if u.ref.startswith(TAGS)]
+        audit_head = {"seq": head.seq, "sha256": head.sha256, "log": self.audit_path} \
+            if getattr(head, "seq", None) else None
+        if ours or audit_head:
+            record(self.repo_dir, ours, decided, dict(push, push_id=self.push_id),
+                   self.now(), audit_head, self.load_policy)
 
     def _not_applied(self, stale_states: list[dict]) -> list[dict]:
         """Approved updates of pushes that died before post-receive: nothing says they
@@ -378,13 +397,14 @@ class HookRun:
         })
         return rec
 
-    def append_audit(self, records: list[dict]) -> None:
+    def append_audit(self, records: list[dict]):
+        """Append; return the chain head of the last line written (None: nothing)."""
         if not records:
-            return
+            return None
         from .audit import AuditError, append
 
         try:
-            append(self.audit_path, records)
+            return append(self.audit_path, records)
         except AuditError as exc:
             raise Rejected("audit-unwritable", "the audit log cannot be written",
                            f"{exc}; a push that cannot be audited is refused") from None

@@ -89,11 +89,7 @@ def install(repo: str, mode: str = "pre-receive", policy: Optional[str] = None,
                 f.write(text)
             os.chmod(tmp, 0o755)
             os.replace(tmp, path)
-    # the hooks start a reflog for each env slot they let move (git appends to any reflog
-    # that exists): the history rollback and env-stale read; keep it from expiring
-    settings = {"receive.advertisePushOptions": "true",
-                "gc.refs/tags/*.reflogExpire": "never",
-                "gc.refs/tags/*.reflogExpireUnreachable": "never"}
+    settings = {"receive.advertisePushOptions": "true"}
     if policy:
         settings["tagwarden.policy"] = os.path.abspath(policy)
     for key, value in settings.items():
@@ -101,7 +97,34 @@ def install(repo: str, mode: str = "pre-receive", policy: Optional[str] = None,
             done.append(f"git config {key} {value}")
             if not dry_run:
                 subprocess.run(["git", "config", key, value], cwd=repo, check=True)
+    done += _start_ledger(repo, dry_run)
     return done
+
+
+def _start_ledger(repo: str, dry_run: bool) -> list[str]:
+    """A repository gets its ledger at install, seeded from the tags it holds, so the
+    hooks know history from the first push."""
+    import time
+
+    from .gitview import open_ledger
+    from .paths import default_policy
+    from .policy import load
+    from .recorder import seed
+
+    if (_git_config(repo, "extensions.objectFormat") or "sha1").lower() != "sha1":
+        return []  # tagwarden reads SHA-1 repositories only; tag pushes stay refused there
+    if open_ledger(repo) is not None:
+        return []
+    if dry_run:
+        return ["start the deployment ledger (refs/tagwarden/ledger) from the tags present"]
+    configured = _git_config(repo, "tagwarden.policy")
+    path = configured if configured and os.path.isabs(configured) else \
+        os.path.join(repo, configured) if configured else default_policy()
+    with open(path, encoding="utf-8") as f:
+        policy = load(f.read(), path)
+    count = seed(repo, policy, time.time())
+    return [f"start the deployment ledger (refs/tagwarden/ledger) with {count} managed "
+            f"tag{'' if count == 1 else 's'}"]
 
 
 def uninstall(repo: str, dry_run: bool = False) -> list[str]:

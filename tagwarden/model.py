@@ -105,10 +105,16 @@ class RepoView(Protocol):
     def peel(self, oid: str) -> Peeled: ...
 
     def held_before(self, ref: str, oid: str, own_tag_object: bool) -> Optional[bool]:
-        """Did ``ref`` ever hold ``oid`` before this push? None when unknown."""
+        """Did ``ref`` ever hold the value ``oid`` before this push? None when unknown."""
 
-    def held_commits(self, ref: str) -> Optional[set[str]]:
-        """Every commit ``ref`` pointed at before; None when there is no history."""
+    def held_commit(self, ref: str, commit: str) -> Optional[bool]:
+        """Did ``ref`` ever point at ``commit`` (peeled)? None when the ledger has no
+        record of the ref."""
+
+    def recorded(self, ref: str) -> Optional[Mapping]:
+        """The ledger's record of what ``ref`` holds: value, commit, version, since
+        (epoch seconds it has held that commit), last_commit (what a deleted ref
+        held); None when the ledger has no record of it."""
 
 
 # ---- what the engine decides -------------------------------------------------------
@@ -127,6 +133,7 @@ class PushContext:
     hook: str  # "pre-receive" | "update" | "check"
     atomic: bool  # the whole push stands or falls together
     earlier: tuple[RefUpdate, ...] = ()  # updates of this push already written (update mode)
+    now: float = 0.0  # epoch seconds, for soak times (the shell's clock, injectable)
 
 
 class Decision(NamedTuple):

@@ -32,6 +32,13 @@ class Pipeline:
     name: str
     stages: tuple[tuple[str, ...], ...]  # each stage: one slot or a set of alternatives
     same_push: bool
+    soak: tuple[tuple[str, float], ...] = ()  # (slot, seconds its upstream must hold a version)
+
+    def soak_for(self, slot: str) -> float:
+        for name, seconds in self.soak:
+            if name == slot:
+                return seconds
+        return 0.0
 
     def upstream(self, slot: str) -> Optional[tuple[str, ...]]:
         """The alternatives one stage before ``slot``; None when ``slot`` is first or absent."""
@@ -168,6 +175,21 @@ def _number(ctx, node, path) -> float:
     return value
 
 
+_DURATION = re.compile(r"(?:(\d+)d)?(?:(\d+)h)?(?:(\d+)m)?(?:(\d+)s)?", re.ASCII)
+_UNIT_SECONDS = (86400, 3600, 60, 1)
+
+
+def _duration(ctx, node, path) -> float:
+    """``24h``, ``2d``, ``1h30m``, ``90s``, or a plain number of seconds."""
+    if isinstance(node, yaml.ScalarNode) and node.tag == _INT and node.value.isdigit():
+        return float(node.value)
+    text = _string(ctx, node, path, "a duration like 24h, 30m, 2d or 1h30m")
+    match = _DURATION.fullmatch(text)
+    if not text or match is None:
+        raise ctx.fail(node, path, f"expected a duration like 24h, 30m, 2d or 1h30m, got {text!r}")
+    return float(sum(int(n or 0) * unit for n, unit in zip(match.groups(), _UNIT_SECONDS)))
+
+
 def _version_number(ctx, node, path) -> int:
     if not isinstance(node, yaml.ScalarNode) or node.tag != _INT or node.value != "1":
         raise ctx.fail(node, path, f"this tagwarden reads policy version 1, got {_describe(node)}")
@@ -251,7 +273,8 @@ SCHEMA = _mapping({
     "unmanaged_tags": _mapping({"semver": _choice(UNMANAGED_MODES),
                                 "other": _choice(UNMANAGED_MODES)}),
     "pipelines": _dict_of(_mapping({"stages": _list(_stage, nonempty=True),
-                                    "same_push": _boolean})),
+                                    "same_push": _boolean,
+                                    "soak": _dict_of(_duration)})),
     "components": _list(_mapping({"match": lambda c, n, p: _string(c, n, p, "a glob"),
                                   "pipeline": lambda c, n, p: _string(c, n, p, "a pipeline name")})),
     "rules": _dict_of(_choice(LEVELS)),
@@ -341,7 +364,16 @@ def _build(ctx: _Ctx, raw: dict, sha256: str) -> Policy:
                 if slot in seen:
                     raise fail("pipelines", f"slot {slot!r} appears twice", where)
                 seen.add(slot)
-        pipelines[pname] = Pipeline(pname, spec["stages"], spec.get("same_push", False))
+        soak = spec.get("soak", {})
+        for slot in soak:
+            if slot not in seen:
+                raise fail("pipelines", f"soak names {slot!r}, which is not a stage of this "
+                           "pipeline", f"pipelines.{pname}.soak.{slot}")
+            if slot in spec["stages"][0]:
+                raise fail("pipelines", f"{slot!r} is the first stage: nothing upstream of it "
+                           "can soak", f"pipelines.{pname}.soak.{slot}")
+        pipelines[pname] = Pipeline(pname, spec["stages"], spec.get("same_push", False),
+                                    tuple(soak.items()))
 
     assignments = []
     for i, entry in enumerate(_merged(raw, "components")):

@@ -27,6 +27,7 @@ RULES: dict[str, Rule] = {r.id: r for r in (
     Rule("slot-unknown", "the slot is a version or one of the policy's environments"),
     Rule("version-invalid", "a slot that looks like a version is strict SemVer 2.0.0 with 'v'"),
     Rule("version-immutable", "a version tag is never moved, re-made or deleted"),
+    Rule("version-tombstone", "a deleted version is never re-made on another commit"),
     Rule("version-target", "a version tag points at a commit, directly or through its own tag"),
     Rule("version-lightweight", "version tags are annotated (when the policy says so)"),
     Rule("tag-name-mismatch", "a tag object's own name is the ref it is pushed to"),
@@ -37,6 +38,7 @@ RULES: dict[str, Rule] = {r.id: r for r in (
     Rule("env-protected", "protected environment slots are never deleted"),
     Rule("env-stale", "an env tag object the slot held before is not sent back (stale clone)"),
     Rule("promotion-order", "a slot takes only what its upstream stage holds"),
+    Rule("soak-time", "a slot takes a version only after its upstream held it long enough"),
     Rule("unmanaged-immutable", "tags outside the managed prefixes are not moved or deleted"),
     Rule("unmanaged-denied", "tags outside the managed prefixes are not pushed at all"),
     Rule("reserved-namespace", "refs/tagwarden/ belongs to tagwarden; pushes never write it",
@@ -61,6 +63,22 @@ def fetch_back(tag: str) -> str:
 
 def _next_patch(version: semver.Version) -> str:
     return f"v{version.major}.{version.minor}.{version.patch + 1}"
+
+
+def version_tombstone(f: Facts, record: Optional[dict]) -> Finding:
+    """Called when the ledger says the version ref existed on another commit."""
+    ver, tag = f.name.version, f.name.tag
+    was = (record or {}).get("commit") or (record or {}).get("last_commit")
+    where = f" at commit {short(was)}" if was else ""
+    return Finding(
+        "version-tombstone",
+        f"{ver} existed before{where} and was deleted; a version name is never re-made on "
+        f"another commit (you pushed commit {short(f.new.commit)}), or consumers holding the "
+        f"old {ver} would disagree with new ones",
+        (f"git tag -d {tag}",
+         f"git tag -a -m 'Release {f.name.component.rsplit('/', 1)[1]} {_next_patch(ver)}' "
+         f"{f.name.component}/{_next_patch(ver)} {short(f.new.commit)}",
+         f"git push origin {f.name.component}/{_next_patch(ver)}"))
 
 
 def version_immutable(f: Facts) -> Optional[Finding]:

@@ -70,6 +70,7 @@ class Server:
                        python=sys.executable)
 
     def refs(self) -> dict[str, str]:
+        self.settle()  # post-receive writes the ledger ref in the background
         out = git("for-each-ref", "--format=%(refname) %(objectname)", cwd=self.path).stdout
         return dict(line.split(" ") for line in out.splitlines())
 
@@ -111,6 +112,7 @@ class Server:
         return [r for r in records if event is None or r["event"] == event]
 
     def config(self, key, value):
+        self.settle()  # a background post-receive reads the config too (tagwarden.clock)
         git("config", key, value, cwd=self.path)
 
 

@@ -70,6 +70,7 @@ class FakeRepo:
         self.refs: dict[str, str] = {}
         self.objects: dict[str, tuple] = {}
         self.held: Optional[dict] = None  # ref -> values it held; None: no history
+        self.records: dict[str, dict] = {}  # ref -> the ledger's current record
 
     def _new(self, *obj) -> str:
         oid = hashlib.sha1(f"{len(self.objects)} {obj}".encode()).hexdigest()
@@ -99,10 +100,13 @@ class FakeRepo:
     def held_before(self, ref: str, oid: str, own_tag_object: bool):
         return None if self.held is None else oid in self.held.get(ref, ())
 
-    def held_commits(self, ref: str):
-        if self.held is None:
+    def held_commit(self, ref: str, commit: str):
+        if self.held is None or ref not in self.held:
             return None
-        return {self.peel(oid).commit for oid in self.held.get(ref, ())}
+        return commit in {self.peel(oid).commit for oid in self.held[ref]}
+
+    def recorded(self, ref: str):
+        return self.records.get(ref)
 
     def peel(self, oid: str) -> Peeled:
         chain, current = [], oid

@@ -85,12 +85,12 @@ def test_stale_lightweight_env_tags_are_caught_too(server, clone, tmp_path):
 
 
 def test_history_from_before_the_install_counts(tmp_path, mode):
-    """A repository that had tags before tagwarden: the slot's first reflog entry starts
-    from the value it had then."""
+    """A repository that had tags before tagwarden: the ledger is seeded at install with
+    the value each slot had then."""
     server = Server(tmp_path / "srv.git")
     clone = Clone(server, tmp_path / "clone")
     clone.commit()
-    _two_versions_staging_on_the_first(clone)  # pushed with no hooks and no reflog
+    _two_versions_staging_on_the_first(clone)  # pushed with no hooks, no ledger
     stale = Clone(server, tmp_path / "stale")
     server.install(mode)
     assert clone.deploy("staging", "v1.1.0").ok
