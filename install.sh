@@ -30,6 +30,19 @@ need_system_packages() {
     fi
 }
 
+need_test_packages() {
+    # what the tests start for real: a headless browser for the HTML report
+    local missing=()
+    command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+    [ ${#missing[@]} -eq 0 ] && return 0
+    if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
+        say "installing test system packages: ${missing[*]}"
+        apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}"
+    else
+        say "missing test system packages: ${missing[*]}; the tests that need them are skipped"
+    fi
+}
+
 make_venv() {
     "$python" -c 'import sys; sys.exit(sys.version_info < (3, 9))' \
         || { say "tagwarden needs Python 3.9 or newer ($python is older)"; exit 1; }
@@ -41,6 +54,7 @@ case "${1:-}" in
     --test)
         shift
         need_system_packages
+        need_test_packages
         make_venv
         say "installing tagwarden (editable, so the tests judge this checkout) and test tools"
         "$venv/bin/python" -m pip install -q --disable-pip-version-check -e "$here[test]"

@@ -28,6 +28,9 @@ def _harden() -> None:
     for level in (ConfigLevel.GLOBAL, ConfigLevel.XDG):
         pygit2.option(Option.SET_SEARCH_PATH, level, "")
     pygit2.option(Option.SET_OWNER_VALIDATION, 0)
+    # libgit2 caches trees only up to 4 KiB: the ledger's tree of a busy prefix is
+    # bigger, and every lookup would inflate and parse it again
+    pygit2.settings.cache_object_limit(ObjectType.TREE, 16 << 20)
 
 
 class GitView:
@@ -209,12 +212,16 @@ class LedgerWriter:
                     if base is not None and path in base else None
             return records[d]
 
+        stamps: dict[float, pygit2.Oid] = {}  # one blob per time, shared by every mark
+
         def mark(d: str, kind: str, oid: Optional[str], epoch: float) -> None:
             if not oid or not oid.strip("0"):
                 return
             path = f"{d}/{ledger.fanout(kind, oid)}"
             if path not in changes and not (base is not None and path in base):
-                changes[path] = repo.create_blob(f"{epoch}\n".encode())
+                if epoch not in stamps:
+                    stamps[epoch] = repo.create_blob(f"{epoch}\n".encode())
+                changes[path] = stamps[epoch]
 
         written = []
         for landed in entries:
