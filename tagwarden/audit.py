@@ -3,19 +3,34 @@
 Records of one hook run are rendered through a fixed processor chain and appended with
 a single write while holding an exclusive flock, so concurrent pushes never interleave
 or tear lines. Any failure raises AuditError: the caller rejects the push.
+
+Every line is chained to the one before it: ``seq`` is its 1-based position in the
+chain and ``prev_sha256`` the sha256 of the previous line's bytes (without its newline;
+64 zeros for seq 1). The lock covers reading the last line, so concurrent appends from
+many processes still form one gap-free chain. ``tagwarden audit verify`` checks it.
 """
 from __future__ import annotations
 
 import fcntl
+import hashlib
+import json
 import os
-from typing import Iterable
+from typing import Iterable, Iterator, NamedTuple, Optional
 
 import structlog
 import structlog.tracebacks
 
+GENESIS = "0" * 64  # prev_sha256 of seq 1
+
 
 class AuditError(OSError):
     """The audit log could not be written; the push must not pass."""
+
+
+class Head(NamedTuple):
+    """The last line of a chain: its seq and the sha256 of its bytes (without newline)."""
+    seq: int
+    sha256: str
 
 
 # The processor pipeline, configured once. Records of one hook run share one timestamp:
@@ -28,36 +43,130 @@ _PIPELINE = (
         structlog.tracebacks.ExceptionDictTransformer(show_locals=False)),
     structlog.processors.JSONRenderer(sort_keys=True),
 )
+# The chain keys are rendered as placeholders, in their sorted places, by the pipeline
+# above (outside the lock); under the lock only the values are filled in.
+_PREV_MARK, _SEQ_MARK = "\x00prev", -740_106_731
+_PREV_TEXT = '"prev_sha256": ' + json.dumps(_PREV_MARK)
+_SEQ_TEXT = f'"seq": {_SEQ_MARK}'
+_SEQ_KEY = b'"seq": '
+_TAIL_CHUNK = 8192
 
 
-def render(records: Iterable[dict]) -> list[str]:
+def _templates(records: Iterable[dict]) -> list[tuple[str, str, str]]:
+    """Each record rendered to a line, split around the values of its chain keys."""
     ts = _STAMP(None, "info", {})["ts"]
-    lines = []
+    out = []
     for record in records:
-        event = {"ts": ts, **record}
+        event = {"ts": ts, **record, "prev_sha256": _PREV_MARK, "seq": _SEQ_MARK}
         for processor in _PIPELINE:
             event = processor(None, "info", event)
-        lines.append(event)
-    return lines
+        # sorted keys: prev_sha256 comes before seq, both at the top level
+        head, found_prev, rest = event.partition(_PREV_TEXT)
+        middle, found_seq, tail = rest.partition(_SEQ_TEXT)
+        if not (found_prev and found_seq):
+            raise ValueError("audit record rendered without its chain keys")
+        out.append((head + '"prev_sha256": "', '"' + middle + '"seq": ', tail))
+    return out
 
 
-def append(path: str, records: Iterable[dict]) -> int:
-    """Append records to the JSON-lines file at ``path``; return how many were written."""
-    lines = render(records)
-    if not lines:
-        return 0
-    data = ("\n".join(lines) + "\n").encode("utf-8")
+def _chain(templates: list[tuple[str, str, str]], after: Head) -> tuple[list[str], Head]:
+    seq, prev = after
+    lines = []
+    for head, middle, tail in templates:
+        seq += 1
+        line = f"{head}{prev}{middle}{seq}{tail}"
+        prev = hashlib.sha256(line.encode("utf-8")).hexdigest()
+        lines.append(line)
+    return lines, Head(seq, prev)
+
+
+def render(records: Iterable[dict], after: Head = Head(0, GENESIS)) -> list[str]:
+    """The lines ``records`` would become, chained after the line ``after`` describes."""
+    return _chain(_templates(records), after)[0]
+
+
+def append(path: str, records: Iterable[dict]) -> Optional[Head]:
+    """Append records to the JSON-lines file at ``path``, chained to its last line.
+
+    Returns the Head of the last line written, or None when there was nothing to write.
+    """
+    templates = _templates(records)
+    if not templates:
+        return None
     try:
         os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+        fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o640)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
-            view = memoryview(data)
+            after, complete = last_line(fd)
+            lines, head = _chain(templates, after)
+            # a torn last line (no newline) stays a line of its own: verify names it
+            data = ("" if complete else "\n") + "\n".join(lines) + "\n"
+            view = memoryview(data.encode("utf-8"))
             while view:
                 view = view[os.write(fd, view):]
             os.fsync(fd)
         finally:
             os.close(fd)  # also releases the flock
-    except OSError as exc:
-        raise AuditError(f"cannot write audit log {path}: {exc.strerror or exc}") from exc
-    return len(lines)
+    except (OSError, ValueError) as exc:
+        detail = getattr(exc, "strerror", None) or exc
+        raise AuditError(f"cannot write audit log {path}: {detail}") from exc
+    return head
+
+
+def last_line(fd: int) -> tuple[Head, bool]:
+    """The Head the next line chains to, and whether the file ends with a newline.
+
+    One small pread in the usual case. The sha256 is always the last line's, whatever
+    it holds; its seq is the last line's own when it has one, else counted from the
+    nearest line above that has one (a torn line, or lines written before the chain)."""
+    size = os.fstat(fd).st_size
+    if size == 0:
+        return Head(0, GENESIS), True
+    lines = _lines_backward(fd, size)
+    last = next(lines)
+    digest = hashlib.sha256(last).hexdigest()
+    complete = os.pread(fd, 1, size - 1) == b"\n"
+    unnumbered, line = 0, last
+    while line is not None:
+        seq = line_seq(line)
+        if seq is not None:
+            return Head(seq + unnumbered, digest), complete
+        unnumbered += 1
+        line = next(lines, None)
+    return Head(unnumbered, digest), complete
+
+
+def line_seq(line: bytes) -> Optional[int]:
+    """The seq of a chained line, None for anything else (torn, garbage, unchained)."""
+    if _SEQ_KEY not in line:
+        return None
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return None
+    seq = record.get("seq") if isinstance(record, dict) else None
+    return seq if type(seq) is int and seq > 0 else None
+
+
+def _lines_backward(fd: int, size: int) -> Iterator[bytes]:
+    """The file's lines, last first, without their newlines, read in growing chunks
+    from the end (a line can be long: an incident's traceback)."""
+    pos, data, step, first = size, b"", _TAIL_CHUNK, True
+    while True:
+        if pos > 0:
+            n = min(step, pos)
+            pos -= n
+            data = os.pread(fd, n, pos) + data
+            step = min(step * 2, 1 << 20)
+            if first and data.endswith(b"\n"):
+                data = data[:-1]  # it ends the last line, it does not start another
+            first = False
+        cut = data.rfind(b"\n")
+        while cut >= 0:
+            yield data[cut + 1:]
+            data = data[:cut]
+            cut = data.rfind(b"\n")
+        if pos == 0:
+            yield data
+            return

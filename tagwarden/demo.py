@@ -100,8 +100,20 @@ def run(directory: str) -> int:
         print(f"{r['ts']}  {r['event']:<11} {r['hook']:<12} {r['pusher']:<8} "
               f"{r['ref'][len('refs/tags/'):]:<40} {r.get('decision') or '-':<9} "
               f"{r.get('change') or '-':<12} {r.get('rule') or ''}")
+    from .cli import main as cli
+
+    print(f"\n## The deployment ledger (refs/tagwarden/ledger): tagwarden history {C} "
+          f"--repo {server}")
+    sys.stdout.flush()
+    cli(["history", C, "--repo", server])
+    print(f"\n## tagwarden status {server}")
+    sys.stdout.flush()
+    cli(["status", server])
+    report = os.path.join(os.path.dirname(server), "report.html")
+    sys.stdout.flush()
+    cli(["report", "--html", report, server])
     print(f"\nTry it yourself: cd {clone} and push tags; the policy in use is the shipped "
-          "default (policy/default.yaml).")
+          f"default (policy/default.yaml). Open {report} in a browser for the timelines.")
     return 0
 
 

@@ -242,3 +242,20 @@ def test_a_soak_of_a_bad_duration_is_a_policy_error(tmp_path):
                          capture_output=True, text=True)
     assert out.returncode == 1
     assert "bad.yaml:4: pipelines.default.soak.production: expected a duration" in out.stderr
+
+
+# ---- the audit log's chain head -------------------------------------------------------
+
+def test_the_ledger_records_the_audit_chain_head(server, clone):
+    import hashlib
+
+    released(clone, "v1.0.0")
+    assert clone.deploy("staging", "v1.0.0").ok
+    server.settle()
+    head = open_ledger(str(server.path)).audit_head()
+    last = server.audit_path.read_bytes().rstrip(b"\n").split(b"\n")[-1]
+    assert head["seq"] == json.loads(last)["seq"]
+    assert head["sha256"] == hashlib.sha256(last).hexdigest()
+    out = subprocess.run([sys.executable, "-m", "tagwarden.cli", "audit", "verify",
+                          str(server.path)], capture_output=True, text=True)
+    assert out.returncode == 0, out.stdout + out.stderr
