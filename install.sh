@@ -31,9 +31,14 @@ need_system_packages() {
 }
 
 need_test_packages() {
-    # what the tests start for real: a headless browser for the HTML report
-    local missing=()
-    command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+    # what the tests start for real: a headless browser for the HTML report, and the
+    # servers pushes go through (sshd, nginx + fcgiwrap + git http-backend, gitolite)
+    local missing=() pkg
+    command -v dpkg >/dev/null 2>&1 || return 0
+    for pkg in chromium fonts-liberation fonts-dejavu-core openssh-server openssh-client \
+               nginx fcgiwrap gitolite3 python3 python3-venv; do
+        dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+    done
     [ ${#missing[@]} -eq 0 ] && return 0
     if [ "$(id -u)" -eq 0 ] && command -v apt-get >/dev/null 2>&1; then
         say "installing test system packages: ${missing[*]}"
