@@ -85,7 +85,7 @@ def render(records: Iterable[dict], after: Head = Head(0, GENESIS)) -> list[str]
     return _chain(_templates(records), after)[0]
 
 
-def append(path: str, records: Iterable[dict]) -> Optional[Head]:
+def append(path: str, records: Iterable[dict], ship: Optional[str] = None) -> Optional[Head]:
     """Append records to the JSON-lines file at ``path``, chained to its last line.
 
     Returns the Head of the last line written, or None when there was nothing to write.

@@ -404,7 +404,7 @@ class HookRun:
         from .audit import AuditError, append
 
         try:
-            return append(self.audit_path, records)
+            return append(self.audit_path, records, ship=self.config("tagwarden.syslog"))
         except AuditError as exc:
             raise Rejected("audit-unwritable", "the audit log cannot be written",
                            f"{exc}; a push that cannot be audited is refused") from None
