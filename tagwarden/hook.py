@@ -303,8 +303,8 @@ class HookRun:
         for ref, d in decided.items():
             if ref not in landed_refs and d["verdict"] != "rejected":
                 rec = self._applied("not_applied", ref, d["old"], d["new"], d, push)
-                rec["reason"] = ("approved, but git did not write it (another push moved "
-                                 "the ref first)")
+                rec["reason"] = ("approved, but git did not write it (another push won "
+                                 "the ref, or an atomic push failed)")
                 records.append(rec)
         records += self._not_applied(session.stale())
         try:
