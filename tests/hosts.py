@@ -245,12 +245,14 @@ GITCONFIG = ("[user]\n\tname = Dev Eloper\n\temail = dev@example.com\n"
              "[safe]\n\tdirectory = *\n")
 
 
-@pytest.fixture(scope="session")
-def hosts_root() -> Iterator[Path]:
+@contextmanager
+def scratch_root(prefix: str = "tagwarden-hosts-") -> Iterator[Path]:
     """A world-traversable scratch directory for everything the servers use (pytest's
-    own tmp directories are 0700 root's: the service users could not enter them)."""
+    own tmp directories are 0700 root's: the service users could not enter them), with
+    root's git config in ``root-home``; removed on exit, once background hooks are done.
+    (Also used outside pytest, by bench/hosts.py.)"""
     need_root()
-    root = Path(tempfile.mkdtemp(prefix="tagwarden-hosts-")).resolve()
+    root = Path(tempfile.mkdtemp(prefix=prefix)).resolve()
     root.chmod(0o755)
     home = root / "root-home"
     home.mkdir()
@@ -260,6 +262,12 @@ def hosts_root() -> Iterator[Path]:
     finally:
         settle_under(root)
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def hosts_root() -> Iterator[Path]:
+    with scratch_root() as root:
+        yield root
 
 
 def _runs_as(python: str, user: pwd.struct_passwd, code: str) -> bool:
@@ -274,6 +282,10 @@ def _runs_as(python: str, user: pwd.struct_passwd, code: str) -> bool:
 
 @pytest.fixture(scope="session")
 def hook_python(hosts_root) -> str:
+    return make_hook_python(hosts_root)
+
+
+def make_hook_python(hosts_root: Path) -> str:
     """The interpreter the hook shims exec, runnable by the service users.
 
     The tests' own interpreter if those users can run it and import tagwarden from this
