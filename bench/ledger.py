@@ -20,6 +20,9 @@ import sys
 import tempfile
 import time
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from run import isolated_env  # noqa: E402  (bench/run.py: the same isolated git)
+
 from tagwarden import ledger
 from tagwarden.install import install
 from tagwarden.recorder import writer
@@ -75,14 +78,7 @@ def fake_entries(count: int, slot_heavy: int) -> list[list[dict]]:
 class Setup:
     def __init__(self, tmp: str):
         self.tmp = tmp
-        home = os.path.join(tmp, "home")
-        os.makedirs(home)
-        with open(os.path.join(home, ".gitconfig"), "w") as f:
-            f.write("[user]\n\tname = Dev Eloper\n\temail = dev@example.com\n"
-                    "[init]\n\tdefaultBranch = main\n[advice]\n\tnestedTag = false\n")
-        self.env = {k: v for k, v in os.environ.items()
-                    if not k.startswith("GIT_") and k != "XDG_CONFIG_HOME"}
-        self.env.update(HOME=home, GIT_CONFIG_NOSYSTEM="1")
+        self.env = isolated_env(tmp)
 
     def server(self, name: str) -> str:
         path = os.path.join(self.tmp, name)

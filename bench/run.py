@@ -33,6 +33,20 @@ IDENT = "Dev Eloper <dev@example.com> 1700000000 +0000"
 TARGET_FLOOR, TARGET_PER_REF, TARGET_EXISTING = 1.15, 40e-6, 0.10
 
 
+def isolated_env(tmp: str) -> dict[str, str]:
+    """The environment every benchmarked git runs in: a throw-away HOME with only an
+    identity and quiet advice, no system config, no GIT_* from the caller."""
+    home = os.path.join(tmp, "home")
+    os.makedirs(home)
+    with open(os.path.join(home, ".gitconfig"), "w") as f:
+        f.write("[user]\n\tname = Dev Eloper\n\temail = dev@example.com\n"
+                "[init]\n\tdefaultBranch = main\n[advice]\n\tnestedTag = false\n")
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("GIT_") and k != "XDG_CONFIG_HOME"}
+    env.update(HOME=home, GIT_CONFIG_NOSYSTEM="1")
+    return env
+
+
 class BenchError(Exception):
     pass
 
@@ -48,14 +62,7 @@ def data(text: str) -> str:
 class Bench:
     def __init__(self, tmp: str, ncommits: int):
         self.tmp = tmp = os.path.realpath(tmp)
-        home = os.path.join(tmp, "home")
-        os.makedirs(home)
-        with open(os.path.join(home, ".gitconfig"), "w") as f:
-            f.write("[user]\n\tname = Dev Eloper\n\temail = dev@example.com\n"
-                    "[init]\n\tdefaultBranch = main\n[advice]\n\tnestedTag = false\n")
-        self.env = {k: v for k, v in os.environ.items()
-                    if not k.startswith("GIT_") and k != "XDG_CONFIG_HOME"}
-        self.env.update(HOME=home, GIT_CONFIG_NOSYSTEM="1")
+        self.env = isolated_env(tmp)
         self.client = os.path.join(tmp, "client.git")
         self.template = os.path.join(tmp, "template.git")
         self.copies = 0
