@@ -8,6 +8,11 @@ Every line is chained to the one before it: ``seq`` is its 1-based position in t
 chain and ``prev_sha256`` the sha256 of the previous line's bytes (without its newline;
 64 zeros for seq 1). The lock covers reading the last line, so concurrent appends from
 many processes still form one gap-free chain. ``tagwarden audit verify`` checks it.
+
+With a syslog target (git config ``tagwarden.syslog``), the lines just written are then
+sent, each as one RFC 5424 message, by the shipping module (docs/syslog.md). The file
+stays the record of truth: a sink that fails never fails the append; it leaves one
+``ship_failed`` line in the file instead.
 """
 from __future__ import annotations
 
@@ -86,13 +91,23 @@ def render(records: Iterable[dict], after: Head = Head(0, GENESIS)) -> list[str]
 
 
 def append(path: str, records: Iterable[dict], ship: Optional[str] = None) -> Optional[Head]:
-    """Append records to the JSON-lines file at ``path``, chained to its last line.
+    """Append records to the JSON-lines file at ``path``, chained to its last line; then,
+    when ``ship`` names a syslog target, send the lines written there.
 
     Returns the Head of the last line written, or None when there was nothing to write.
+    Raises AuditError when the file cannot be written; never because of the target.
     """
     templates = _templates(records)
     if not templates:
         return None
+    lines, head = _write(path, templates)
+    if ship:
+        head = _ship(path, ship, lines, head)
+    return head
+
+
+def _write(path: str, templates: list[tuple[str, str, str]]) -> tuple[list[str], Head]:
+    """One locked write of the chained lines; the lines and the Head of the last one."""
     try:
         os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
         fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o640)
@@ -111,7 +126,38 @@ def append(path: str, records: Iterable[dict], ship: Optional[str] = None) -> Op
     except (OSError, ValueError) as exc:
         detail = getattr(exc, "strerror", None) or exc
         raise AuditError(f"cannot write audit log {path}: {detail}") from exc
-    return head
+    return lines, head
+
+
+# copied from the lines that were not shipped into the ship_failed line, to find it by
+_SHIP_CONTEXT = ("push_id", "hook", "repo")
+
+
+def _ship(path: str, target: str, lines: list[str], head: Head) -> Head:
+    """Send the lines just written (outside the file's lock: the network does not hold up
+    other pushes' appends). On failure append one ship_failed line, chained like any
+    other, and return its Head; never raise."""
+    try:
+        from .shipping import send
+
+        sent, error = send(target, lines)
+    except Exception as exc:  # a bug in the sink is still only the sink's failure
+        sent, error = 0, f"{type(exc).__name__}: {exc}"
+    if error is None:
+        return head
+    first = head.seq - len(lines) + 1
+    record = {"event": "ship_failed", "target": target, "error": error,
+              "unshipped": {"from_seq": first + sent, "to_seq": head.seq,
+                            "count": len(lines) - sent}}
+    try:
+        shipped = json.loads(lines[min(sent, len(lines) - 1)])
+        record.update({k: shipped[k] for k in _SHIP_CONTEXT if k in shipped})
+    except (ValueError, TypeError):
+        pass
+    try:
+        return _write(path, _templates([record]))[1]
+    except Exception:  # the records are in the file; this note about them is not vital
+        return head
 
 
 def last_line(fd: int) -> tuple[Head, bool]:

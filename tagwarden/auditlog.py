@@ -22,7 +22,7 @@ from typing import Iterator, NamedTuple, Optional
 
 GENESIS = "0" * 64  # prev_sha256 of seq 1 (audit.GENESIS, without importing structlog)
 DECISIONS = ("accepted", "warned", "rejected")
-EVENTS = ("decision", "applied", "not_applied", "incident")
+EVENTS = ("decision", "applied", "not_applied", "incident", "ship_failed")
 FILTERS = ("component", "slot", "pusher", "decision", "event", "change")
 COLUMNS = ("ts", "event", "pusher", "ref", "change", "decision", "version", "rule")
 USAGE = """tagwarden audit [REPO] [--log FILE] [FILTERS] [--json] [--limit N]
