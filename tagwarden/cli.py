@@ -1,9 +1,11 @@
 """tagwarden: the command line for admins and auditors.
 
-    tagwarden install [--mode pre-receive|update] [--policy FILE] [--dry-run] REPO...
-    tagwarden uninstall [--dry-run] REPO...
-    tagwarden policy check FILE...
-    tagwarden judge REPO [--policy FILE]   < "OLD NEW REF" lines   (dry run, no audit)
+    tagwarden install [--mode pre-receive|update] [--layout auto|plain|gitea|gitlab|gitolite]
+                      [--policy FILE] [--policy-override FILE] [--gitolite-local-code DIR]
+                      [--dry-run] (REPO... | --all ROOT)
+    tagwarden uninstall [--dry-run] [--gitolite-local-code DIR] (REPO... | --all ROOT)
+    tagwarden policy check FILE... [--override FILE]
+    tagwarden judge REPO [--policy FILE] [--override FILE]   < "OLD NEW REF" lines  (no audit)
     tagwarden rules
     tagwarden demo [DIR]
     tagwarden audit [FILTERS] [--json] | audit verify       (auditlog.py)
@@ -19,6 +21,14 @@ from typing import Optional
 from . import __version__
 
 _AUDITOR_COMMANDS = ("auditlog", "reports")
+_LAYOUTS = ("plain", "gitea", "gitlab", "gitolite")  # install.LAYOUTS, without importing it
+
+
+def _targets_arguments(p) -> None:
+    p.add_argument("--all", action="append", default=[], metavar="ROOT",
+                   help="every bare repository under ROOT (repeatable)")
+    p.add_argument("--dry-run", action="store_true", help="say what would change, change nothing")
+    p.add_argument("repos", nargs="*", metavar="REPO")
 
 
 def main(argv: Optional[list[str]] = None) -> int:
@@ -28,22 +38,32 @@ def main(argv: Optional[list[str]] = None) -> int:
 
     p = sub.add_parser("install", help="install the hooks into bare repositories")
     p.add_argument("--mode", choices=("pre-receive", "update"), default="pre-receive")
+    p.add_argument("--layout", choices=("auto",) + _LAYOUTS, default="auto",
+                   help="where the host runs hooks (default: detected per repository)")
     p.add_argument("--policy", help="policy file for these repositories (tagwarden.policy)")
-    p.add_argument("--dry-run", action="store_true", help="say what would change")
-    p.add_argument("repos", nargs="+", metavar="REPO")
+    p.add_argument("--policy-override", metavar="FILE",
+                   help="override layered over the policy (tagwarden.policyOverride)")
+    p.add_argument("--gitolite-local-code", metavar="DIR",
+                   help="gitolite's LOCAL_CODE: the shims for gitolite repositories go there")
+    _targets_arguments(p)
 
     p = sub.add_parser("uninstall", help="remove the hooks, restoring the ones kept")
-    p.add_argument("--dry-run", action="store_true")
-    p.add_argument("repos", nargs="+", metavar="REPO")
+    p.add_argument("--gitolite-local-code", metavar="DIR",
+                   help="also remove tagwarden's shims from gitolite's LOCAL_CODE")
+    _targets_arguments(p)
 
     p = sub.add_parser("policy", help="policy tools")
     psub = p.add_subparsers(dest="policy_command", required=True)
     c = psub.add_parser("check", help="validate policy files")
     c.add_argument("files", nargs="+", metavar="FILE")
+    c.add_argument("--override", metavar="FILE",
+                   help="check each FILE with this override layered on top")
 
     p = sub.add_parser("judge", help="judge ref updates read from stdin, as pre-receive would")
     p.add_argument("repo", metavar="REPO")
     p.add_argument("--policy", help="policy file (default: the repository's)")
+    p.add_argument("--override", metavar="FILE",
+                   help="policy override (default: the repository's, unless --policy)")
 
     sub.add_parser("rules", help="list the rule ids")
 
@@ -60,50 +80,161 @@ def main(argv: Optional[list[str]] = None) -> int:
     return handlers[args.command](args)
 
 
-def _install(args) -> int:
-    from .install import InstallError, install
+def _targets(args) -> tuple[list[tuple[str, Optional[str]]], int]:
+    """(repository, the --all ROOT it was found under or None), and the exit status so
+    far; gitolite's admin repository is left out of walks."""
+    import os
 
-    if args.policy and _policy_check(argparse.Namespace(files=[args.policy])):
+    from .install import GITOLITE_ADMIN, find_repos
+
+    status = 0
+    if not args.repos and not args.all:
+        print(f"tagwarden {args.command}: name repositories, or --all ROOT", file=sys.stderr)
+        return [], 2
+    targets: list[tuple[str, Optional[str]]] = [(repo, None) for repo in args.repos]
+
+    def unreadable(exc: OSError) -> None:
+        nonlocal status
+        print(f"tagwarden: {exc.filename}: not searched: {exc.strerror}", file=sys.stderr)
+        status = 1
+
+    for root in args.all:
+        if not os.path.isdir(root):
+            print(f"tagwarden: {root}: no such directory", file=sys.stderr)
+            status = 1
+            continue
+        found = find_repos(root, unreadable)
+        if not found:
+            print(f"{root}: no bare repositories found")
+        for repo in found:
+            if os.path.basename(os.path.normpath(repo)) == GITOLITE_ADMIN:
+                print(f"{repo}: skipped (gitolite's admin repository; name it to include it)")
+            else:
+                targets.append((repo, root))
+    return targets, status
+
+
+def _install(args) -> int:
+    from .install import InstallError, as_owner, detect_layout, install
+
+    targets, status = _targets(args)
+    if status == 2:
+        return 2
+    if args.policy and _policy_check(argparse.Namespace(files=[args.policy], override=None)):
         print("tagwarden: not installing with a policy that does not load", file=sys.stderr)
         return 1
-    status = 0
-    for repo in args.repos:
+    verb = "would" if args.dry_run else "did"
+    gitolite = []
+    for repo, root in targets:
+        layout = args.layout if args.layout != "auto" else detect_layout(repo)[0]
+        if layout == "gitolite":
+            gitolite.append((repo, root))
+            continue
         try:
-            done = install(repo, args.mode, args.policy, dry_run=args.dry_run)
+            done = as_owner(repo, install, repo, args.mode, args.policy, dry_run=args.dry_run,
+                            layout=layout, policy_override=args.policy_override,
+                            check_python=sys.executable)
         except InstallError as exc:
             print(f"tagwarden: {exc}", file=sys.stderr)
             status = 1
             continue
-        verb = "would" if args.dry_run else "did"
-        print(f"{repo}: " + (f"{verb}: " + "; ".join(done) if done else "already installed"))
+        print(f"{repo} ({layout}): " +
+              (f"{verb}: " + "; ".join(done) if done else "already installed"))
+    if gitolite:
+        status = max(status, _install_gitolite(args, gitolite))
     return status
 
 
-def _uninstall(args) -> int:
-    from .install import InstallError, uninstall
+def _install_gitolite(args, repos: list[tuple[str, Optional[str]]]) -> int:
+    """gitolite's repositories get nothing written into them: the shims go to its
+    LOCAL_CODE, and the admin pushes the gitolite.conf lines printed here."""
+    import os
 
-    status = 0
-    for repo in args.repos:
+    from .install import (InstallError, as_owner, gitolite_conf, gitolite_name,
+                          gitolite_shims, gitolite_wired)
+
+    if args.mode != "pre-receive" or not args.gitolite_local_code:
+        why = "gitolite owns the update hook: use --mode pre-receive" \
+            if args.mode != "pre-receive" else \
+            "give --gitolite-local-code DIR (gitolite's LOCAL_CODE) for tagwarden's shims"
+        for repo, _ in repos:
+            print(f"tagwarden: {repo}: a gitolite repository: {why}", file=sys.stderr)
+        return 1
+    local = args.gitolite_local_code
+    try:
+        done = as_owner(local, gitolite_shims, local, sys.executable, args.dry_run,
+                        check_python=sys.executable)
+    except InstallError as exc:
+        print(f"tagwarden: {exc}", file=sys.stderr)
+        return 1
+    verb = "would" if args.dry_run else "did"
+    print(f"{os.path.join(local, 'hooks', 'repo-specific')} (gitolite): " +
+          (f"{verb}: " + "; ".join(done) if done else "already installed"))
+    todo = []
+    for repo, root in repos:
+        if gitolite_wired(repo):
+            print(f"{repo} (gitolite): already installed (gitolite runs tagwarden's shims here)")
+        else:
+            todo.append(gitolite_name(repo, root))
+            print(f"{repo} (gitolite): to do: add it to gitolite.conf (below); nothing is "
+                  "written into the repository")
+    if todo:
+        print("\ntagwarden cannot edit gitolite.conf: add these lines to conf/gitolite.conf "
+              "in gitolite-admin and push it\n")
+        print(gitolite_conf(todo, args.policy, args.policy_override))
+        print("gitolite's rc (~/.gitolite.rc of its account) must have LOCAL_CODE => "
+              f"\"{os.path.abspath(local)}\", 'repo-specific-hooks' in ENABLE, and "
+              "GIT_CONFIG_KEYS => 'tagwarden\\..* receive\\.advertisePushOptions' "
+              "(docs/hosts/gitolite.md)")
+    return 0
+
+
+def _uninstall(args) -> int:
+    from .install import (InstallError, as_owner, gitolite_remove_shims, gitolite_wired,
+                          uninstall)
+
+    targets, status = _targets(args)
+    if status == 2:
+        return 2
+    verb = "would" if args.dry_run else "did"
+    for repo, _ in targets:
         try:
-            done = uninstall(repo, dry_run=args.dry_run)
+            done = as_owner(repo, uninstall, repo, dry_run=args.dry_run)
         except InstallError as exc:
             print(f"tagwarden: {exc}", file=sys.stderr)
             status = 1
             continue
-        print(f"{repo}: " + ("; ".join(done) if done else "nothing to remove"))
+        note = "; gitolite still runs tagwarden here: remove its option hook.* lines from " \
+            "gitolite.conf and push gitolite-admin" if gitolite_wired(repo) else ""
+        print(f"{repo}: " + (f"{verb}: " + "; ".join(done) if done else "nothing to remove")
+              + note)
+    if args.gitolite_local_code:
+        local = args.gitolite_local_code
+        try:
+            done = as_owner(local, gitolite_remove_shims, local, args.dry_run)
+        except InstallError as exc:
+            print(f"tagwarden: {exc}", file=sys.stderr)
+            return 1
+        print(f"{local} (gitolite): " + (f"{verb}: " + "; ".join(done) if done
+                                         else "nothing to remove"))
     return status
 
 
 def _policy_check(args) -> int:
-    from .policy import PolicyError, load
+    import hashlib
 
+    from .install import load_policy_files
+    from .policy import PolicyError
+
+    override = getattr(args, "override", None)
     status = 0
     for path in args.files:
+        name = f"{path} + {override}" if override else path
         try:
-            with open(path, "rb") as f:
-                policy = load(f.read().decode("utf-8"), path)
+            policy = load_policy_files(path, override)
         except (OSError, UnicodeDecodeError) as exc:
-            print(f"{path}: policy invalid: cannot read: {exc}", file=sys.stderr)
+            print(f"{getattr(exc, 'filename', None) or name}: policy invalid: cannot read: "
+                  f"{exc}", file=sys.stderr)
             status = 1
         except PolicyError as exc:
             print(f"policy invalid: {exc}", file=sys.stderr)
@@ -111,34 +242,36 @@ def _policy_check(args) -> int:
         else:
             pipes = ", ".join(f"{name}: " + " -> ".join("|".join(s) for s in p.stages)
                               for name, p in policy.pipelines.items())
-            print(f"{path}: ok (sha256 {policy.sha256[:12]}; pipelines {pipes or 'none'})")
+            layers = ""
+            if override:
+                digests = []
+                for file in (path, override):
+                    with open(file, "rb") as f:
+                        digests.append(hashlib.sha256(f.read()).hexdigest()[:12])
+                layers = f"; layered: policy {digests[0]}, override {digests[1]}"
+            print(f"{name}: ok (sha256 {policy.sha256[:12]}{layers}; pipelines "
+                  f"{pipes or 'none'})")
     return status
 
 
 def _judge(args) -> int:
-    import os
-    import subprocess
-
     from . import messages
     from .engine import decide
     from .gitview import GitView
     from .hook import HookInputError, parse_updates
+    from .install import load_policy_files, policy_paths
     from .model import PushContext
-    from .paths import default_policy
-    from .policy import PolicyError, load
+    from .policy import PolicyError
 
-    path = args.policy
-    if not path:
-        out = subprocess.run(["git", "config", "--get", "tagwarden.policy"], cwd=args.repo,
-                             capture_output=True, text=True)
-        path = out.stdout.strip() or default_policy()
-        if not os.path.isabs(path):
-            path = os.path.join(args.repo, path)
+    path, override = policy_paths(args.repo)
+    if args.policy:
+        path, override = args.policy, None
+    if args.override:
+        override = args.override
     try:
-        with open(path, encoding="utf-8") as f:
-            policy = load(f.read(), path)
+        policy = load_policy_files(path, override)
         updates = parse_updates("pre-receive", [], sys.stdin.buffer.read())
-    except (OSError, PolicyError, HookInputError) as exc:
+    except (OSError, UnicodeDecodeError, PolicyError, HookInputError) as exc:
         print(f"tagwarden: {exc}", file=sys.stderr)
         return 2
     decisions = decide(policy, GitView(args.repo), updates,

@@ -262,19 +262,24 @@ class HookRun:
         return code
 
     def load_policy(self):
+        """``tagwarden.policy`` (any git config level; the shipped default without it),
+        with ``tagwarden.policyOverride`` layered on top when set (docs/policy.md,
+        Layering)."""
         from .paths import default_policy
-        from .policy import PolicyError, load
+        from .policy import PolicyError, load, load_layered
 
         configured = self.config("tagwarden.policy")
         path = self._repo_path(configured) if configured else default_policy()
+        configured = self.config("tagwarden.policyOverride")
+        override = self._repo_path(configured) if configured else None
         try:
-            with open(path, "rb") as f:
-                text = f.read().decode("utf-8")
-            self.policy = load(text, path)
-        except (OSError, UnicodeDecodeError) as exc:
-            raise Rejected("policy-invalid", "policy invalid",
-                           f"{path}: cannot read the policy: {getattr(exc, 'strerror', None) or exc}"
-                           "; every push is refused until an admin fixes it") from None
+            text = _policy_text(path, "the policy")
+            if override is None:
+                self.policy = load(text, path)
+            else:
+                self.policy = load_layered(text, path,
+                                           _policy_text(override, "the policy override"),
+                                           override)
         except PolicyError as exc:
             raise Rejected("policy-invalid", "policy invalid",
                            f"{exc}; every push is refused until an admin fixes it "
@@ -445,7 +450,7 @@ class HookRun:
         try:
             from .audit import append
 
-            append(self.audit_path, [record])
+            append(self.audit_path, [record], ship=self.config("tagwarden.syslog"))
         except Exception:
             where = self._incident_file(incident)
         if fatal and self.mode == "pre-receive":
@@ -483,6 +488,16 @@ class HookRun:
             return 0
         sys.stderr.flush()
         return subprocess.run([path, *self.args], input=self.stdin).returncode
+
+
+def _policy_text(path: str, what: str) -> str:
+    try:
+        with open(path, "rb") as f:
+            return f.read().decode("utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise Rejected("policy-invalid", "policy invalid",
+                       f"{path}: cannot read {what}: {getattr(exc, 'strerror', None) or exc}"
+                       "; every push is refused until an admin fixes it") from None
 
 
 def _carried(d) -> dict:

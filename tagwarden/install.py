@@ -1,15 +1,36 @@
-"""Install the hook shims into repositories, keeping and chaining any hook found there.
+"""Install the hook shims into repositories, where each kind of host runs hooks.
 
-A foreign hook ``hooks/NAME`` is renamed to ``hooks/NAME.tagwarden-chained`` (bytes and
-mode untouched) and run by tagwarden with the same input; uninstall renames it back.
-Re-running install changes nothing.
+Layouts (``LAYOUTS``; docs/install.md, Host layouts):
+
+plain
+    ``hooks/NAME`` in git's own hooks directory. A foreign ``hooks/NAME`` is renamed to
+    ``hooks/NAME.tagwarden-chained`` (bytes and mode untouched) and run by tagwarden with
+    the same input; uninstall renames it back.
+gitea, gitlab
+    The host runs every executable in ``NAME.d/`` of a directory of its own: Gitea's
+    dispatcher ``hooks/NAME`` runs ``hooks/NAME.d/*``; GitLab's Gitaly runs
+    ``custom_hooks/NAME.d/*`` of the repository. tagwarden writes its shims into a
+    directory of its own there (``tagwarden/NAME``, so the hooks of one push find each
+    other as in git's hooks directory) and one entry ``NAME.d/tagwarden`` per hook that
+    execs the shim. The host's own files are never touched.
+gitolite
+    Nothing in the repository: gitolite rewrites its hooks. The shims go to gitolite's
+    ``LOCAL_CODE/hooks/repo-specific/`` and the admin wires them in with ``option
+    hook.*`` lines in gitolite.conf (the admin repository is the source of truth;
+    ``gitolite_conf`` prints the lines).
+
+Re-running install changes nothing; installing another layout or mode takes back what
+the previous one wrote; uninstall takes back all of it, whatever the layout.
 """
 from __future__ import annotations
 
+import fnmatch
+import json
 import os
+import stat
 import subprocess
 import sys
-from typing import Optional
+from typing import Callable, Iterable, Optional
 
 from .hook import CHAINED_SUFFIX
 from .paths import hook_template
@@ -20,11 +41,19 @@ MARKER = "tagwarden-managed hook"
 MODES = {"pre-receive": ("pre-receive", "post-receive"),
          "update": ("pre-receive", "update", "post-receive")}
 ALL_HOOKS = ("pre-receive", "update", "post-receive")
+LAYOUTS = ("plain", "gitea", "gitlab", "gitolite")
+OWN_DIR = "tagwarden"    # the shims' directory in the gitea and gitlab layouts
+D_ENTRY = "tagwarden"    # their entry in each NAME.d/
+GITOLITE_HOOKS = {"pre-receive": "tagwarden-pre-receive",
+                  "post-receive": "tagwarden-post-receive"}
+GITOLITE_ADMIN = "gitolite-admin.git"  # never walked into by --all (docs/install.md)
 
 
 class InstallError(Exception):
     pass
 
+
+# ---- what gets written ---------------------------------------------------------------
 
 def hooks_dir(repo: str) -> str:
     if not os.path.isdir(repo):
@@ -32,7 +61,9 @@ def hooks_dir(repo: str) -> str:
     out = subprocess.run(["git", "rev-parse", "--git-path", "hooks"], cwd=repo,
                          capture_output=True, text=True)
     if out.returncode != 0:
-        raise InstallError(f"{repo}: not a git repository")
+        why = "owned by another user (git calls it dubious)" \
+            if "dubious ownership" in out.stderr else "not a git repository"
+        raise InstallError(f"{repo}: {why}")
     path = out.stdout.strip()
     return path if os.path.isabs(path) else os.path.join(repo, path)
 
@@ -50,65 +81,316 @@ def shim(name: str, python: str) -> str:
         return f.read().replace("@PYTHON@", python.replace("'", "'\\''"))
 
 
-def install(repo: str, mode: str = "pre-receive", policy: Optional[str] = None,
-            python: str = sys.executable, dry_run: bool = False) -> list[str]:
-    """Install into one repository; return what was (or would be) done."""
-    repo = os.path.abspath(repo)
-    hooks = hooks_dir(repo)
-    done: list[str] = []
-    for name in ALL_HOOKS:
-        path = os.path.join(hooks, name)
-        chained = path + CHAINED_SUFFIX
-        if name not in MODES[mode]:
-            if is_ours(path):  # switching modes: take back the other mode's shim
-                done.append(f"remove {path}")
-                if not dry_run:
-                    os.unlink(path)
-                    if os.path.exists(chained):
-                        os.rename(chained, path)
-            continue
-        text = shim(name, python)
-        if is_ours(path):
-            with open(path, encoding="utf-8") as f:
-                if f.read() == text:
-                    continue
-            done.append(f"update {path}")
-        elif os.path.lexists(path):
-            if os.path.lexists(chained):
-                raise InstallError(f"{path}: a foreign hook and {chained} both exist; "
-                                   "merge them by hand first")
-            done.append(f"keep {path} as {chained} (chained)")
-            if not dry_run:
-                os.rename(path, chained)
+def entry(name: str) -> str:
+    """``NAME.d/tagwarden`` of the gitea and gitlab layouts: execs the shim in
+    ``../tagwarden/``, whose directory is then the one the hooks of a push share."""
+    return (f"#!/bin/sh\n"
+            f"# {MARKER} ({name}.d): runs tagwarden's {name} shim, kept in ../{OWN_DIR}/.\n"
+            f"# Written by 'tagwarden install'; 'tagwarden uninstall' removes it.\n"
+            f"exec \"${{0%/*}}/../{OWN_DIR}/{name}\" \"$@\"\n")
+
+
+def _write(path: str, text: str) -> None:
+    os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
+    tmp = path + ".tagwarden-tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.chmod(tmp, 0o755)
+    os.replace(tmp, path)
+
+
+def _place(path: str, text: str, done: list[str], dry_run: bool) -> None:
+    """Write one of our files; a foreign file in its place stops the install."""
+    if is_ours(path):
+        with open(path, encoding="utf-8") as f:
+            if f.read() == text and os.access(path, os.X_OK):
+                return
+        done.append(f"update {path}")
+    elif os.path.lexists(path):
+        raise InstallError(f"{path}: exists and is not tagwarden's; move it away first")
+    else:
+        done.append(f"write {path}")
+    if not dry_run:
+        _write(path, text)
+
+
+# ---- finding repositories and their layout ------------------------------------------
+
+def _git_dir_like(path: str) -> bool:
+    return os.path.isfile(os.path.join(path, "HEAD")) and \
+        os.path.isdir(os.path.join(path, "objects")) and \
+        os.path.isdir(os.path.join(path, "refs"))
+
+
+def is_bare_repo(path: str) -> bool:
+    """HEAD, objects/ and refs/, and ``core.bare`` true (or, where the config does not
+    say, a directory named ``*.git`` other than a work tree's ``.git``)."""
+    if not _git_dir_like(path):
+        return False
+    out = subprocess.run(["git", "config", "--file", os.path.join(path, "config"),
+                          "--type=bool", "--get", "core.bare"],
+                         capture_output=True, text=True)
+    if out.returncode == 0:
+        return out.stdout.strip() == "true"
+    name = os.path.basename(os.path.normpath(path))
+    return name.endswith(".git") and name != ".git"
+
+
+def find_repos(root: str, on_error: Optional[Callable[[OSError], None]] = None) -> list[str]:
+    """Every bare repository under ``root`` (``root`` itself included), sorted; the walk
+    does not descend into repositories, work trees' ``.git`` or symbolic links."""
+    found = []
+    for top, dirs, _ in os.walk(root, onerror=on_error):
+        if _git_dir_like(top):
+            if is_bare_repo(top):
+                found.append(top)
+            dirs[:] = []
         else:
-            done.append(f"write {path}")
-        if not dry_run:
-            os.makedirs(hooks, exist_ok=True)
-            tmp = path + ".tagwarden-tmp"
-            with open(tmp, "w", encoding="utf-8") as f:
-                f.write(text)
-            os.chmod(tmp, 0o755)
-            os.replace(tmp, path)
+            dirs.sort()
+    return sorted(found)
+
+
+def _text(path: str, limit: int = 4096) -> str:
+    try:
+        with open(path, "rb") as f:
+            return f.read(limit).decode("utf-8", "replace")
+    except OSError:
+        return ""
+
+
+def detect_layout(repo: str) -> tuple[str, str]:
+    """(layout, the evidence) for one repository; ``plain`` when nothing else shows."""
+    hooks = os.path.join(repo, "hooks")
+    update = os.path.join(hooks, "update")
+    if os.path.isfile(os.path.join(repo, "gl-conf")) or \
+            "gitolite" in _text(update).lower():
+        return "gitolite", "its update hook is gitolite's"
+    parts = os.path.abspath(repo).split(os.sep)
+    if "@hashed" in parts or "@cluster" in parts:
+        return "gitlab", "it lies in a Gitaly storage (@hashed or @cluster)"
+    if os.path.isdir(os.path.join(repo, "custom_hooks")):
+        return "gitlab", "it has GitLab's custom_hooks/"
+    for name in ("pre-receive", "pre-receive" + CHAINED_SUFFIX):
+        text = _text(os.path.join(hooks, name))
+        if "AUTO GENERATED BY GITEA" in text or "AUTO GENERATED BY FORGEJO" in text:
+            return "gitea", "hooks/pre-receive is Gitea's dispatcher"
+    if os.path.isfile(os.path.join(hooks, "pre-receive.d", "gitea")):
+        return "gitea", "it has hooks/pre-receive.d/gitea"
+    return "plain", "no host's hooks found"
+
+
+# ---- install and uninstall -----------------------------------------------------------
+
+def install(repo: str, mode: str = "pre-receive", policy: Optional[str] = None,
+            python: str = sys.executable, dry_run: bool = False, layout: str = "plain",
+            policy_override: Optional[str] = None) -> list[str]:
+    """Install into one repository; return what was (or would be) done. Layouts plain,
+    gitea and gitlab; gitolite repositories are wired in by gitolite.conf instead
+    (``gitolite_shims``, ``gitolite_conf``)."""
+    repo = os.path.abspath(repo)
+    if layout == "gitolite":
+        raise InstallError(f"{repo}: gitolite runs its repositories' hooks; tagwarden "
+                           "writes nothing into them (see gitolite_shims)")
+    if layout not in LAYOUTS:
+        raise InstallError(f"{repo}: unknown layout {layout!r}")
+    if layout == "gitlab" and mode == "update":
+        raise InstallError(f"{repo}: GitLab runs custom hooks from Gitaly, not under "
+                           "git-receive-pack, so the update hooks of one push cannot find "
+                           "each other there; use --mode pre-receive")
+    hooks = hooks_dir(repo)
     settings = {"receive.advertisePushOptions": "true"}
     if policy:
         settings["tagwarden.policy"] = os.path.abspath(policy)
+    if policy_override:
+        settings["tagwarden.policyOverride"] = os.path.abspath(policy_override)
+    if policy or policy_override:  # the combination this repository would get
+        _check_policy(repo, settings)
+    done: list[str] = []
+    gitea_hooks = os.path.join(repo, "hooks")
+    gitlab_hooks = os.path.join(repo, "custom_hooks")
+    if layout == "plain":
+        _check_plain(hooks, MODES[mode])
+        _remove_d(gitea_hooks, ALL_HOOKS, done, dry_run, prune=False)
+        _remove_d(gitlab_hooks, ALL_HOOKS, done, dry_run, prune=True)
+        _install_plain(hooks, mode, python, done, dry_run)
+    else:
+        base = gitea_hooks if layout == "gitea" else gitlab_hooks
+        _check_d(base, MODES[mode])
+        if layout == "gitea":
+            _check_dispatchers(gitea_hooks, MODES[mode])
+        _remove_plain(hooks, ALL_HOOKS, done, dry_run)
+        if layout == "gitea":
+            _remove_d(gitlab_hooks, ALL_HOOKS, done, dry_run, prune=True)
+        else:
+            _remove_d(gitea_hooks, ALL_HOOKS, done, dry_run, prune=False)
+        _install_d(base, mode, python, done, dry_run)
     for key, value in settings.items():
         if _git_config(repo, key) != value:
             done.append(f"git config {key} {value}")
             if not dry_run:
                 subprocess.run(["git", "config", key, value], cwd=repo, check=True)
-    done += _start_ledger(repo, dry_run)
+    done += _start_ledger(repo, dry_run, settings)
     return done
 
 
-def _start_ledger(repo: str, dry_run: bool) -> list[str]:
+def uninstall(repo: str, dry_run: bool = False) -> list[str]:
+    """Take back whatever any layout wrote; foreign hooks are restored byte for byte."""
+    repo = os.path.abspath(repo)
+    hooks = hooks_dir(repo)
+    done: list[str] = []
+    _remove_plain(hooks, ALL_HOOKS, done, dry_run)
+    _remove_d(os.path.join(repo, "hooks"), ALL_HOOKS, done, dry_run, prune=False)
+    _remove_d(os.path.join(repo, "custom_hooks"), ALL_HOOKS, done, dry_run, prune=True)
+    return done
+
+
+def _check_plain(hooks: str, names: Iterable[str]) -> None:
+    for name in names:
+        path = os.path.join(hooks, name)
+        chained = path + CHAINED_SUFFIX
+        if os.path.lexists(path) and not is_ours(path) and os.path.lexists(chained):
+            raise InstallError(f"{path}: a foreign hook and {chained} both exist; "
+                               "merge them by hand first")
+
+
+def _install_plain(hooks: str, mode: str, python: str, done: list[str],
+                   dry_run: bool) -> None:
+    _remove_plain(hooks, [n for n in ALL_HOOKS if n not in MODES[mode]], done, dry_run)
+    for name in MODES[mode]:
+        path = os.path.join(hooks, name)
+        chained = path + CHAINED_SUFFIX
+        if os.path.lexists(path) and not is_ours(path):
+            done.append(f"keep {path} as {chained} (chained)")
+            if not dry_run:
+                os.rename(path, chained)
+                _write(path, shim(name, python))
+            continue
+        _place(path, shim(name, python), done, dry_run)
+
+
+def _remove_plain(hooks: str, names: Iterable[str], done: list[str], dry_run: bool) -> None:
+    """Remove our shims among ``names``, putting back the hooks they had kept."""
+    for name in names:
+        path = os.path.join(hooks, name)
+        chained = path + CHAINED_SUFFIX
+        ours = is_ours(path)
+        if ours:
+            done.append(f"remove {path}")
+            if not dry_run:
+                os.unlink(path)
+        if os.path.lexists(chained) and (ours or not os.path.lexists(path)):
+            done.append(f"restore {path} from {chained}")
+            if not dry_run:
+                os.rename(chained, path)
+
+
+def _check_d(base: str, names: Iterable[str]) -> None:
+    own = os.path.join(base, OWN_DIR)
+    if os.path.lexists(own) and (os.path.islink(own) or not os.path.isdir(own)):
+        raise InstallError(f"{own}: exists and is not tagwarden's directory; move it away")
+    for name in names:
+        for path in (os.path.join(own, name), os.path.join(base, f"{name}.d", D_ENTRY)):
+            if os.path.lexists(path) and not is_ours(path):
+                raise InstallError(f"{path}: exists and is not tagwarden's; move it away first")
+
+
+def _check_dispatchers(hooks: str, names: Iterable[str]) -> None:
+    """Gitea's hooks/NAME must run hooks/NAME.d/*, or tagwarden would never run."""
+    for name in names:
+        path = os.path.join(hooks, name)
+        if is_ours(path) and os.path.lexists(path + CHAINED_SUFFIX):
+            path += CHAINED_SUFFIX  # put back by this install (it was plain before)
+        text = _text(path)
+        if f"{name}.d" not in text and "hookname}.d" not in text:
+            raise InstallError(f"{os.path.join(hooks, name)}: not a dispatcher that runs "
+                               f"{name}.d/ (Gitea writes one); tagwarden would never run: "
+                               "use --layout plain, or let Gitea resynchronise its hooks")
+
+
+def _install_d(base: str, mode: str, python: str, done: list[str], dry_run: bool) -> None:
+    _remove_d(base, [n for n in ALL_HOOKS if n not in MODES[mode]], done, dry_run,
+              prune=False)
+    for name in MODES[mode]:
+        _place(os.path.join(base, OWN_DIR, name), shim(name, python), done, dry_run)
+        _place(os.path.join(base, f"{name}.d", D_ENTRY), entry(name), done, dry_run)
+
+
+def _remove_d(base: str, names: Iterable[str], done: list[str], dry_run: bool,
+              prune: bool) -> None:
+    """Remove our entries and shims among ``names``; then our directory when empty, and
+    with ``prune`` (GitLab's custom_hooks, which tagwarden may have created) the empty
+    NAME.d/ and base directories too."""
+    gone = set()
+    for name in names:
+        for path in (os.path.join(base, f"{name}.d", D_ENTRY),
+                     os.path.join(base, OWN_DIR, name)):
+            if is_ours(path):
+                done.append(f"remove {path}")
+                gone.add(path)
+                if not dry_run:
+                    os.unlink(path)
+    dirs = [os.path.join(base, OWN_DIR)]
+    if prune:
+        dirs += [os.path.join(base, f"{n}.d") for n in ALL_HOOKS] + [base]
+    for path in dirs:
+        if not gone or os.path.islink(path) or not os.path.isdir(path):
+            continue
+        left = [n for n in os.listdir(path) if os.path.join(path, n) not in gone]
+        if not left:
+            done.append(f"remove {path}/")
+            gone.add(path)
+            if not dry_run:
+                os.rmdir(path)
+
+
+def _check_policy(repo: str, settings: dict) -> None:
+    base, override = policy_paths(repo, settings)
+    from .policy import PolicyError
+
+    try:
+        load_policy_files(base, override)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InstallError(f"{repo}: policy invalid: cannot read {exc.filename or base}: "
+                           f"{getattr(exc, 'strerror', None) or exc}") from None
+    except PolicyError as exc:
+        raise InstallError(f"{repo}: policy invalid: {exc}") from None
+
+
+def policy_paths(repo: str, settings: Optional[dict] = None) -> tuple[str, Optional[str]]:
+    """The policy file and the override a repository's hooks read (``settings``: keys
+    about to be set), as the hooks resolve them."""
+    from .paths import default_policy
+
+    settings = settings or {}
+
+    def resolve(key: str) -> Optional[str]:
+        value = settings.get(key) or _git_config(repo, key)
+        return (value if os.path.isabs(value) else os.path.join(repo, value)) \
+            if value else None
+
+    return resolve("tagwarden.policy") or default_policy(), \
+        resolve("tagwarden.policyOverride")
+
+
+def load_policy_files(base: str, override: Optional[str] = None):
+    """The policy of ``base``, with ``override`` layered on top when given."""
+    from .policy import load, load_layered
+
+    with open(base, "rb") as f:
+        text = f.read().decode("utf-8")
+    if override is None:
+        return load(text, base)
+    with open(override, "rb") as f:
+        return load_layered(text, base, f.read().decode("utf-8"), override)
+
+
+def _start_ledger(repo: str, dry_run: bool, settings: dict) -> list[str]:
     """A repository gets its ledger at install, seeded from the tags it holds, so the
     hooks know history from the first push."""
     import time
 
     from .gitview import open_ledger
-    from .paths import default_policy
-    from .policy import load
+    from .policy import PolicyError
     from .recorder import seed
 
     if (_git_config(repo, "extensions.objectFormat") or "sha1").lower() != "sha1":
@@ -117,36 +399,219 @@ def _start_ledger(repo: str, dry_run: bool) -> list[str]:
         return []
     if dry_run:
         return ["start the deployment ledger (refs/tagwarden/ledger) from the tags present"]
-    configured = _git_config(repo, "tagwarden.policy")
-    path = configured if configured and os.path.isabs(configured) else \
-        os.path.join(repo, configured) if configured else default_policy()
-    with open(path, encoding="utf-8") as f:
-        policy = load(f.read(), path)
+    base, override = policy_paths(repo, settings)
+    try:
+        policy = load_policy_files(base, override)
+    except (OSError, UnicodeDecodeError, PolicyError) as exc:
+        raise InstallError(f"{repo}: hooks installed, but the deployment ledger was not "
+                           f"started: the policy does not load ({exc}); fix it and install "
+                           "again") from None
     count = seed(repo, policy, time.time())
     return [f"start the deployment ledger (refs/tagwarden/ledger) with {count} managed "
             f"tag{'' if count == 1 else 's'}"]
-
-
-def uninstall(repo: str, dry_run: bool = False) -> list[str]:
-    repo = os.path.abspath(repo)
-    hooks = hooks_dir(repo)
-    done = []
-    for name in ALL_HOOKS:
-        path = os.path.join(hooks, name)
-        chained = path + CHAINED_SUFFIX
-        if is_ours(path):
-            done.append(f"remove {path}")
-            if not dry_run:
-                os.unlink(path)
-        if os.path.lexists(chained) and not os.path.lexists(path) or \
-                (dry_run and os.path.lexists(chained)):
-            done.append(f"restore {path} from {chained}")
-            if not dry_run:
-                os.rename(chained, path)
-    return done
 
 
 def _git_config(repo: str, key: str) -> Optional[str]:
     out = subprocess.run(["git", "config", "--get", key], cwd=repo, capture_output=True,
                          text=True)
     return out.stdout.strip() if out.returncode == 0 else None
+
+
+# ---- gitolite ------------------------------------------------------------------------
+
+def gitolite_shims(local_code: str, python: str = sys.executable,
+                   dry_run: bool = False) -> list[str]:
+    """Write the shims where gitolite's repo-specific-hooks looks for them:
+    ``LOCAL_CODE/hooks/repo-specific/tagwarden-{pre,post}-receive``."""
+    if not os.path.isdir(local_code):
+        raise InstallError(f"{local_code}: no such directory (gitolite's LOCAL_CODE: "
+                           "'gitolite query-rc LOCAL_CODE' as the gitolite account)")
+    done: list[str] = []
+    where = os.path.join(local_code, "hooks", "repo-specific")
+    for name, file in GITOLITE_HOOKS.items():
+        _place(os.path.join(where, file), shim(name, python), done, dry_run)
+    return done
+
+
+def gitolite_remove_shims(local_code: str, dry_run: bool = False) -> list[str]:
+    done: list[str] = []
+    for file in GITOLITE_HOOKS.values():
+        path = os.path.join(local_code, "hooks", "repo-specific", file)
+        if is_ours(path):
+            done.append(f"remove {path}")
+            if not dry_run:
+                os.unlink(path)
+    return done
+
+
+def gitolite_wired(repo: str) -> bool:
+    """gitolite has linked tagwarden's shims into this repository's hooks
+    (``hooks/pre-receive.h00-tagwarden-pre-receive`` and the post-receive one)."""
+    hooks = os.path.join(repo, "hooks")
+    try:
+        names = os.listdir(hooks)
+    except OSError:
+        return False
+    return all(any(fnmatch.fnmatchcase(n, f"{name}.h[0-9][0-9]-{file}")
+                   and is_ours(os.path.join(hooks, n)) for n in names)
+               for name, file in GITOLITE_HOOKS.items())
+
+
+def gitolite_name(repo: str, root: Optional[str] = None) -> str:
+    """The repository's name in gitolite.conf: its path below the nearest directory
+    called ``repositories`` (gitolite's GL_REPO_BASE), else below ``root`` (the --all
+    ROOT it was found under), else its directory's name; without ``.git``."""
+    path = os.path.abspath(repo)
+    probe = os.path.dirname(path)
+    while probe != os.path.dirname(probe) and os.path.basename(probe) != "repositories":
+        probe = os.path.dirname(probe)
+    if os.path.basename(probe) == "repositories":
+        root = probe
+    elif root is None:
+        root = os.path.dirname(path)
+    name = os.path.relpath(path, os.path.abspath(root))
+    if name == ".":
+        name = os.path.basename(path)
+    return name[:-4] if name.endswith(".git") else name
+
+
+def gitolite_conf(names: Iterable[str], policy: Optional[str] = None,
+                  policy_override: Optional[str] = None) -> str:
+    """The gitolite.conf lines that run tagwarden for these repositories."""
+    lines = [f"repo {' '.join(names)}",
+             f"    option  hook.pre-receive    =   {GITOLITE_HOOKS['pre-receive']}",
+             f"    option  hook.post-receive   =   {GITOLITE_HOOKS['post-receive']}",
+             "    config  receive.advertisePushOptions    =   true"]
+    if policy:
+        lines.append(f"    config  tagwarden.policy                =   {os.path.abspath(policy)}")
+    if policy_override:
+        lines.append(f"    config  tagwarden.policyOverride        =   "
+                     f"{os.path.abspath(policy_override)}")
+    return "\n".join(lines) + "\n"
+
+
+# ---- running as the repository's owner -----------------------------------------------
+
+def interpreter_problem(python: str) -> Optional[str]:
+    """Why this process's user cannot execute ``python`` (None: it can), in the words
+    of the shims (hooks/pre-receive)."""
+    if os.access(python, os.X_OK):
+        return None
+    seen = ""
+    for part in [p for p in python.split("/") if p]:
+        seen += "/" + part
+        if os.path.lexists(seen):  # lstat fails where a directory above is not searchable
+            continue
+        up = os.path.dirname(seen)
+        if os.access(up, os.X_OK):
+            return f"it is missing ({seen} does not exist)"
+        return f"directory {up} is not searchable"
+    if os.path.islink(python) and not os.path.exists(python):
+        return f"it links to {os.readlink(python)}, which cannot be reached or is missing"
+    return "it is not executable"
+
+
+def world_problems(paths: Iterable[str]) -> list[str]:
+    """What keeps other users (service accounts) from running a program or reading a
+    file at each path: a directory on the way without o+x, a file without o+r."""
+    problems = []
+    for path in paths:
+        real = os.path.abspath(path)  # directories on the way are followed where linked
+        probe = "/"
+        for part in [p for p in real.split("/") if p][:-1]:
+            probe = os.path.join(probe, part)
+            if not os.stat(probe).st_mode & stat.S_IXOTH:
+                problems.append(f"{path}: directory {probe} is not searchable by other "
+                                f"users (mode {stat.S_IMODE(os.stat(probe).st_mode):04o})")
+                break
+        else:
+            mode = os.stat(real).st_mode
+            need = stat.S_IROTH | (stat.S_IXOTH if stat.S_ISDIR(mode) or
+                                   mode & stat.S_IXUSR else 0)
+            if mode & need != need:
+                problems.append(f"{path}: {real} is mode {stat.S_IMODE(mode):04o}, not "
+                                "readable by other users")
+    return problems
+
+
+def _preload() -> None:
+    """What a forked child running as another user would import lazily: that user may
+    not be able to read this interpreter's files (a pyenv in a closed home)."""
+    import pwd  # noqa: F401
+    import time  # noqa: F401
+
+    from . import gitview, policy, recorder  # noqa: F401
+
+
+def as_owner(path: str, func: Callable, *args, check_python: Optional[str] = None, **kwargs):
+    """``func(*args, **kwargs)`` as the owner of ``path`` when this process is root and
+    the owner is not: what the install writes then belongs to the owner, git does not
+    call the repository dubious, and a policy or interpreter the owner cannot read shows
+    now (``check_python``: the hooks' interpreter, checked first)."""
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        raise InstallError(f"{path}: {exc.strerror}") from None
+    if os.geteuid() != 0 or st.st_uid == 0:
+        return func(*args, **kwargs)
+    import pwd
+
+    _preload()
+    try:
+        user = pwd.getpwuid(st.st_uid)
+        name, gid, home = user.pw_name, user.pw_gid, user.pw_dir
+    except KeyError:
+        name, gid, home = None, st.st_gid, "/nonexistent"
+    who = f"user id {st.st_uid}" + (f" ({name})" if name else "")
+    sys.stdout.flush()
+    sys.stderr.flush()
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child never returns into the caller
+        result = ["error", f"{path}: failed as {who}"]
+        try:
+            os.close(read)
+            if name:
+                os.initgroups(name, gid)
+            else:
+                os.setgroups([])
+            os.setgid(gid)
+            os.setuid(st.st_uid)
+            os.environ["HOME"] = home
+            problem = interpreter_problem(check_python) if check_python else None
+            if problem:
+                raise InstallError(
+                    f"{path}: its owner, {who}, cannot run the hook interpreter "
+                    f"{check_python}: {problem}; the hooks would refuse every tag "
+                    "push (install with an interpreter that user can run: install.sh "
+                    "--prefix DIR)")
+            result = ["ok", func(*args, **kwargs)]
+        except InstallError as exc:
+            result = ["error", str(exc)]
+        except OSError as exc:
+            result = ["error", f"{exc.filename or path}: {exc.strerror} (as {who})"]
+        except Exception as exc:  # noqa: BLE001 - reported to the parent, not raised
+            result = ["error", f"{path}: {type(exc).__name__}: {exc} (as {who})"]
+        finally:
+            try:
+                data = json.dumps(result).encode()
+                while data:
+                    data = data[os.write(write, data):]
+            finally:
+                os._exit(0)
+    os.close(write)
+    chunks = []
+    while True:
+        chunk = os.read(read, 65536)
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(read)
+    os.waitpid(pid, 0)
+    try:
+        status, value = json.loads(b"".join(chunks) or b'["error", "no answer"]')
+    except ValueError:
+        status, value = "error", f"{path}: the install as {who} died"
+    if status != "ok":
+        raise InstallError(value)
+    return value

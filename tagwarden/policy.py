@@ -3,6 +3,12 @@
 Loading is strict where PyYAML is lenient: duplicate keys, unknown keys, non-string
 names (``1.10`` is a float, ``on`` a boolean), empty files and multiple documents are
 errors, each reported as ``FILE:LINE: key.path: what is wrong``.
+
+Layering (``load_layered``): a fleet-wide base policy with a per-repository override on
+top. Each file is checked on its own first, so a mistake names its own file; then the two
+are merged at node level (mappings key by key, a pipeline replaced whole by name,
+``components`` entries of the override tried first, lists and scalars replaced) and the
+result is built and checked as one policy whose every key still knows its file and line.
 """
 from __future__ import annotations
 
@@ -110,25 +116,42 @@ DEFAULTS: dict[str, Any] = {
 
 
 class _Ctx:
-    def __init__(self, source: str):
+    def __init__(self, source: str, layers: Optional[tuple[str, str]] = None):
         self.source = source
-        self.lines: dict[str, int] = {}  # key path -> line, for errors found after parsing
+        # key path -> (file, line), for errors found after parsing
+        self.lines: dict[str, tuple[str, int]] = {}
+        self.layers = layers  # (base, override) when the policy is layered
+        self.aliases: dict[str, str] = {}  # merged components[i] -> that file's own index
 
     def seen(self, node, path: str) -> None:
-        self.lines[path] = node.start_mark.line + 1
+        self.lines[path] = (_file_of(node, self.source), node.start_mark.line + 1)
 
     def fail(self, node, path: str, message: str) -> PolicyError:
         if node is not None:
-            line = node.start_mark.line + 1
+            source, line = _file_of(node, self.source), node.start_mark.line + 1
         else:  # the nearest enclosing key that was read from the file
-            probe, line = path, 1
+            probe, (source, line) = path, (self.source, 1)
             while probe:
                 if probe in self.lines:
-                    line = self.lines[probe]
+                    source, line = self.lines[probe]
                     break
                 shorter = re.sub(r"(\[\d+\]|\.[^.\[]*)$", "", probe)
                 probe = "" if shorter == probe else shorter
-        return PolicyError(f"{self.source}:{line}: {path or '(top)'}: {message}")
+        shown = path
+        for merged, own in self.aliases.items():
+            if shown == merged or shown.startswith((merged + ".", merged + "[")):
+                shown = own + shown[len(merged):]
+                break
+        note = ""
+        if self.layers and node is None:  # found in the combination, not in one file
+            base, override = self.layers
+            note = f" (layered over {base})" if source == override else \
+                f" (with the override {override} on top)"
+        return PolicyError(f"{source}:{line}: {shown or '(top)'}: {message}{note}")
+
+
+def _file_of(node, default: str) -> str:
+    return getattr(node, "tagwarden_file", default)
 
 
 def _describe(node) -> str:
@@ -287,6 +310,11 @@ SCHEMA = _mapping({
 def load(text: str, source: str = "policy.yaml") -> Policy:
     """Parse and validate policy text; raise PolicyError naming file, line and key."""
     ctx = _Ctx(source)
+    raw = SCHEMA(ctx, _compose(text, source), "")
+    return _build(ctx, raw, hashlib.sha256(text.encode()).hexdigest())
+
+
+def _compose(text: str, source: str):
     loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     try:
         root = yaml.compose(text, Loader=loader)
@@ -297,8 +325,102 @@ def load(text: str, source: str = "policy.yaml") -> Policy:
         raise PolicyError(f"{source}:{line}: not valid YAML: {problem}") from None
     if root is None or (isinstance(root, yaml.ScalarNode) and root.tag == "tag:yaml.org,2002:null"):
         raise PolicyError(f"{source}:1: the policy file is empty")
-    raw = SCHEMA(ctx, root, "")
-    return _build(ctx, raw, hashlib.sha256(text.encode()).hexdigest())
+    return root
+
+
+# ---- layering: a base policy with a per-repository override on top -------------------
+
+def layered_sha256(base_sha256: str, override_sha256: str) -> str:
+    """What the audit records for a layered policy: the sha256 of the two files' own
+    sha256 digests, each followed by a newline (base first)."""
+    return hashlib.sha256(f"{base_sha256}\n{override_sha256}\n".encode()).hexdigest()
+
+
+def load_layered(base_text: str, base_source: str, override_text: str,
+                 override_source: str) -> Policy:
+    """The base policy with the override merged over it; errors name the file, line and
+    key of the layer that is wrong.
+
+    Merging: mappings merge key by key at every depth; a pipeline the override names
+    replaces the base's pipeline of that name whole; the override's ``components``
+    entries come first (first match wins), followed by the base's entries whose
+    ``match`` the override does not repeat; every other list and every scalar of the
+    override replaces the base's. Defaults fill in what neither file sets, as for one
+    file."""
+    roots = []
+    for text, source in ((base_text, base_source), (override_text, override_source)):
+        root = _compose(text, source)
+        _mark(root, source)
+        SCHEMA(_Ctx(source), root, "")  # each file's own mistakes, under its own name
+        roots.append(root)
+    ctx = _Ctx(base_source, (base_source, override_source))
+    merged = _merge(roots[0], roots[1], "", ctx.aliases)
+    raw = SCHEMA(ctx, merged, "")
+    return _build(ctx, raw, layered_sha256(hashlib.sha256(base_text.encode()).hexdigest(),
+                                           hashlib.sha256(override_text.encode()).hexdigest()))
+
+
+def _mark(node, source: str, seen: Optional[set] = None) -> None:
+    """Every node remembers the file it came from (aliases share their anchor's node)."""
+    seen = set() if seen is None else seen
+    if id(node) in seen:
+        return
+    seen.add(id(node))
+    node.tagwarden_file = source
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            _mark(key, source, seen)
+            _mark(value, source, seen)
+    elif isinstance(node, yaml.SequenceNode):
+        for child in node.value:
+            _mark(child, source, seen)
+
+
+def _key_of(key_node) -> str:
+    return key_node.value
+
+
+def _match_of(entry) -> Optional[str]:
+    if isinstance(entry, yaml.MappingNode):
+        for key, value in entry.value:
+            if key.value == "match" and isinstance(value, yaml.ScalarNode):
+                return value.value
+    return None
+
+
+def _merge(base, override, path: str, aliases: dict[str, str]):
+    """Both nodes passed SCHEMA on their own: keys are unique strings."""
+    if path == "components" and isinstance(base, yaml.SequenceNode) \
+            and isinstance(override, yaml.SequenceNode):
+        own = [(entry, i) for i, entry in enumerate(override.value)]
+        taken = {_match_of(entry) for entry in override.value} - {None}
+        own += [(entry, i) for i, entry in enumerate(base.value)
+                if _match_of(entry) not in taken]
+        for merged_index, (_, own_index) in enumerate(own):
+            if merged_index != own_index:
+                aliases[f"components[{merged_index}]"] = f"components[{own_index}]"
+        out = yaml.SequenceNode(override.tag, [entry for entry, _ in own], override.start_mark,
+                                override.end_mark, override.flow_style)
+        out.tagwarden_file = _file_of(override, "")
+        return out
+    if not (isinstance(base, yaml.MappingNode) and isinstance(override, yaml.MappingNode)):
+        return override
+    replaced = {_key_of(k): (k, v) for k, v in override.value}
+    pairs = []
+    for key, value in base.value:
+        name = _key_of(key)
+        if name in replaced:
+            okey, ovalue = replaced.pop(name)
+            if path == "pipelines":  # a pipeline is replaced whole, by name
+                pairs.append((okey, ovalue))
+            else:
+                pairs.append((okey, _merge(value, ovalue, _join(path, name), aliases)))
+        else:
+            pairs.append((key, value))
+    pairs += [(k, v) for k, v in override.value if _key_of(k) in replaced]
+    out = yaml.MappingNode(base.tag, pairs, base.start_mark, base.end_mark, base.flow_style)
+    out.tagwarden_file = _file_of(base, "")
+    return out
 
 
 def _merged(raw: dict, key: str) -> Any:

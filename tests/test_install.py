@@ -11,7 +11,7 @@ import pytest
 
 from conftest import C, Clone, Server
 from tagwarden.cli import main as cli
-from tagwarden.install import install, is_ours, uninstall
+from tagwarden.install import install, is_ours, shim, uninstall
 
 FOREIGN = b"""#!/bin/sh
 # a hook the admin had before tagwarden: logs its input, refuses refs named */forbidden
@@ -52,6 +52,22 @@ def test_install_dry_run_changes_nothing(bare):
     before = sorted(os.listdir(bare.path / "hooks"))
     done = install(str(bare.path), "pre-receive", python=sys.executable, dry_run=True)
     assert done and sorted(os.listdir(bare.path / "hooks")) == before
+
+
+def test_dry_run_over_a_foreign_hook_says_it_would_keep_it_and_changes_nothing(bare):
+    data = _foreign(bare, "pre-receive")
+    hooks = bare.path / "hooks"
+    done = install(str(bare.path), "update", python=sys.executable, dry_run=True)
+    assert done[:3] == [f"keep {hooks}/pre-receive as {hooks}/pre-receive.tagwarden-chained "
+                        "(chained)", f"write {hooks}/update", f"write {hooks}/post-receive"]
+    assert (hooks / "pre-receive").read_bytes() == data
+    assert not (hooks / "pre-receive.tagwarden-chained").exists()
+    install(str(bare.path), "update", python=sys.executable)
+    assert uninstall(str(bare.path), dry_run=True) == [
+        f"remove {hooks}/pre-receive",
+        f"restore {hooks}/pre-receive from {hooks}/pre-receive.tagwarden-chained",
+        f"remove {hooks}/update", f"remove {hooks}/post-receive"]
+    assert is_ours(str(hooks / "update"))
 
 
 @pytest.mark.parametrize("mode", ["pre-receive", "update"])
@@ -110,14 +126,78 @@ def test_policy_option_is_recorded_in_git_config(bare):
 
 
 def test_missing_interpreter_refuses_the_push(bare, tmp_path):
-    install(str(bare.path), "pre-receive", python=str(tmp_path / "gone" / "python"))
+    gone = tmp_path / "gone" / "python"
+    install(str(bare.path), "pre-receive", python=str(gone))
     clone = Clone(bare, tmp_path / "clone")
     clone.commit()
     clone.tag(f"{C}/v1.0.0")
     push = clone.push("HEAD:refs/heads/main", f"{C}/v1.0.0")
     assert not push.ok
-    assert "hook interpreter" in push.out and "push refused" in push.out
+    assert f"hook interpreter {gone} is missing ({gone.parent} does not exist); push " \
+        "refused" in push.out, push.out
     assert set(bare.refs()) == {"refs/tagwarden/ledger"}  # started at install; nothing else
+
+
+def test_an_interpreter_that_exists_but_cannot_be_executed_is_not_called_missing(bare, tmp_path):
+    python = tmp_path / "python"
+    python.write_text("#!/bin/sh\nexit 0\n")
+    python.chmod(0o644)  # no execute bit for anyone, root included
+    install(str(bare.path), "pre-receive", python=str(python))
+    clone = Clone(bare, tmp_path / "clone")
+    clone.commit()
+    clone.tag(f"{C}/v1.0.0")
+    push = clone.push(f"{C}/v1.0.0")
+    assert not push.ok and bare.ref(f"{C}/v1.0.0") is None
+    assert f"hook interpreter {python} is not executable by user id {os.getuid()} (" in push.out
+    assert "missing" not in push.out and "push refused" in push.out
+
+
+def _open_dir():
+    """A scratch directory other users can enter (pytest's own are 0700 root's)."""
+    import tempfile
+
+    path = tempfile.mkdtemp(prefix="tagwarden-install-")
+    os.chmod(path, 0o755)
+    return path
+
+
+@pytest.mark.parametrize("shape", ["under a closed directory", "link into a closed directory"])
+def test_an_interpreter_the_hook_user_cannot_reach_is_named_with_the_user_id(shape):
+    """The shim runs as the hook's user: an interpreter under a 0700 home (a pyenv in
+    /root) exists, but that user cannot reach it; the push is refused saying so, with
+    the user id, not "missing"."""
+    import pwd
+    import shutil
+
+    if os.geteuid() != 0 or shutil.which("runuser") is None:
+        pytest.skip("needs root and runuser to run the shim as another user")
+    user = pwd.getpwnam("nobody")
+    top = _open_dir()
+    try:
+        closed = os.path.join(top, "home")
+        os.makedirs(os.path.join(closed, "bin"))
+        os.chmod(closed, 0o700)
+        python = os.path.join(closed, "bin", "python")
+        os.symlink("/bin/true", python)
+        if shape == "link into a closed directory":
+            os.symlink(python, os.path.join(top, "python"))
+            python = os.path.join(top, "python")
+        hook = os.path.join(top, "pre-receive")
+        with open(hook, "w") as f:
+            f.write(shim("pre-receive", python))
+        os.chmod(hook, 0o755)
+        out = subprocess.run(["runuser", "-u", "nobody", "--", hook], cwd=top,
+                             capture_output=True, text=True, input="")
+        assert out.returncode == 1
+        who = f"user id {user.pw_uid} (nobody)"
+        if shape == "under a closed directory":
+            expected = f"is not reachable by {who}: directory {closed} is not searchable"
+        else:
+            expected = f"links to {os.path.join(closed, 'bin', 'python')}, which {who} cannot " \
+                "reach or which is missing"
+        assert out.stderr == f"tagwarden: hook interpreter {python} {expected}; push refused\n"
+    finally:
+        shutil.rmtree(top)
 
 
 def test_cli_install_and_uninstall(bare, capsys):
