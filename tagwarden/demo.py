@@ -126,6 +126,9 @@ def _settled(audit: str, timeout: float = 10.0) -> list[dict]:
             records = [json.loads(line) for line in f]
         accepted = sum(r["event"] == "decision" and r["decision"] != "rejected" for r in records)
         applied = sum(r["event"] == "applied" for r in records)
-        if applied >= accepted or time.monotonic() > deadline:
+        # post-receive writes the ledger after the audit, then drops the push's state
+        run = os.path.join(os.path.dirname(audit), "run")
+        pending = os.path.isdir(run) and any(n.endswith(".json") for n in os.listdir(run))
+        if (applied >= accepted and not pending) or time.monotonic() > deadline:
             return records
         time.sleep(0.05)
