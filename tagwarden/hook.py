@@ -331,7 +331,7 @@ class HookRun:
 
         ours = [(u.ref, u.old, u.new) for u in landed if u.ref.startswith(TAGS)]
         audit_head = {"seq": head.seq, "sha256": head.sha256, "log": self.audit_path} \
-            if getattr(head, "seq", None) else None
+            if head is not None else None
         if ours or audit_head:
             record(self.repo_dir, ours, decided, dict(push, push_id=self.push_id),
                    self.now(), audit_head, self.load_policy)
