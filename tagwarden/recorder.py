@@ -6,6 +6,7 @@ policy, appends with gitview.LedgerWriter. Used by post-receive and the installe
 from __future__ import annotations
 
 import os
+import subprocess
 from typing import Callable, Iterable, Mapping, Optional
 
 from . import ledger
@@ -69,6 +70,11 @@ def seed(repo_dir: str, policy, now: float,
             rows.append((ref, value, found))
     entries = ledger.seed_entries(now, rows)
     writer(repo_dir).append(entries, when=now)
+    if len(entries) > 100:
+        # a seed writes a few loose objects per tag: pack them now, or git's next
+        # `gc --auto` (after a push) and every object lookup pay for them
+        subprocess.run(["git", "repack", "-d", "-q"], cwd=repo_dir, check=False,
+                       capture_output=True)
     return len(entries)
 
 
