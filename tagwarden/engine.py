@@ -7,11 +7,13 @@ from __future__ import annotations
 
 from typing import Iterable, Optional
 
-from . import ledger, rules, semver
+from fnmatch import fnmatchcase
+
+from . import access, ledger, rules, semver
 from .model import (
-    ACCEPTED, CREATE, DELETE, ENVIRONMENT, INVALID, OTHER, REJECTED, RESERVED_KIND, TAGS,
-    UNMANAGED, VERSION, WARNED, Decision, Finding, Peeled, PushContext, RefName, RefUpdate,
-    RepoView, short,
+    ACCEPTED, CREATE, DELETE, ENVIRONMENT, INVALID, OTHER, OVERRIDE, REJECTED, RESERVED_KIND,
+    TAGS, UNMANAGED, VERSION, WARNED, Decision, Finding, Peeled, PushContext, RefName,
+    RefUpdate, RepoView, short,
 )
 from .policy import Policy
 from .refname import classify, is_plain_semver
@@ -20,9 +22,12 @@ from .refname import classify, is_plain_semver
 class _Repo:
     """The repository before and after this push, over a view of its current refs."""
 
-    def __init__(self, view: RepoView, earlier: Iterable[RefUpdate], now: float = 0.0):
+    def __init__(self, view: RepoView, context: PushContext, granted: frozenset[str]):
         self.view = view
-        self.now = now
+        self.now = context.now
+        self.pusher = context.pusher
+        self.granted = granted  # rules a valid break-glass override lets this push pass
+        earlier = context.earlier
         self.was = {u.ref: u.old for u in earlier}  # update mode: refs this push already wrote
         self.pending: dict[str, str] = {}  # accepted updates of this batch
         self._peeled: dict[str, Peeled] = {}
@@ -89,7 +94,8 @@ def decide(policy: Policy, view: RepoView, updates: Iterable[RefUpdate],
            context: PushContext, names: Optional[list[RefName]] = None) -> list[Decision]:
     """Judge the updates; ``names`` may carry their classify() results already."""
     updates = list(updates)
-    repo = _Repo(view, context.earlier, context.now)
+    request = access.override(policy, context.pusher, context.push_options)
+    repo = _Repo(view, context, request.granted if request else frozenset())
     if names is None or len(names) != len(updates):
         names = [classify(u.ref, policy) for u in updates]
     decisions: list[Optional[Decision]] = [None] * len(updates)
@@ -100,6 +106,11 @@ def decide(policy: Policy, view: RepoView, updates: Iterable[RefUpdate],
         decisions[i] = decision
         if decision.accepted:
             repo.pending[updates[i].ref] = updates[i].new
+    if request is not None and request.problem is not None:  # refused whole, and audited
+        f = request.problem
+        decisions = [d if d.name.kind == OTHER else
+                     d.but(verdict=REJECTED, rule=f.rule, reason=f.reason, fix=f.fix)
+                     for d in decisions]
     if context.atomic and any(not d.accepted for d in decisions):
         decisions = [d if not d.accepted or d.name.kind == OTHER else _sibling_rejected(d)
                      for d in decisions]
@@ -126,7 +137,7 @@ def _decide_one(policy: Policy, repo: _Repo, update: RefUpdate, name: RefName) -
     new = repo.peel(None if update.action == DELETE else update.new)
     facts = rules.Facts(update, name, new, old,
                         lambda oid: repo.describe(oid, name.component))
-    verdict = _Verdict(policy)
+    verdict = _Verdict(policy, repo.granted)
     change = update.action
     version = str(name.version) if name.version else None
 
@@ -143,6 +154,7 @@ def _decide_one(policy: Policy, repo: _Repo, update: RefUpdate, name: RefName) -
         if new is not None:
             verdict.check(rules.tag_name_mismatch(facts))
     elif name.kind == VERSION:
+        verdict.check(access.permission(policy, repo.pusher, name, update))
         verdict.check(rules.version_immutable(facts))
         if update.action == CREATE and new is not None and new.commit:
             # a version name that existed is never re-made on another commit
@@ -152,10 +164,15 @@ def _decide_one(policy: Policy, repo: _Repo, update: RefUpdate, name: RefName) -
             verdict.check(rules.version_target(facts))
             verdict.check(rules.tag_name_mismatch(facts))
             verdict.check(rules.version_lightweight(facts, policy.lightweight_versions))
+            if update.action == CREATE and new.commit:
+                verdict.check(_on_branch(policy, repo, facts))
+                verdict.check(_signed(policy, repo, facts))
     elif name.kind == ENVIRONMENT:
+        verdict.check(access.permission(policy, repo.pusher, name, update))
         verdict.check(rules.env_protected(facts, policy.protected))
         if new is not None:
             verdict.check(rules.tag_name_mismatch(facts))
+            verdict.check(_signed(policy, repo, facts))
             landing = _landing(repo, facts)
             verdict.check(landing.finding)
             verdict.check(_stale(repo, facts))
@@ -174,10 +191,12 @@ def _decide_one(policy: Policy, repo: _Repo, update: RefUpdate, name: RefName) -
 class _Verdict:
     """Collects findings by the policy's level: the first deny decides."""
 
-    def __init__(self, policy: Policy):
+    def __init__(self, policy: Policy, granted: frozenset[str] = frozenset()):
         self.policy = policy
+        self.granted = granted
         self.denied: Optional[Finding] = None
         self.warnings: list[Finding] = []
+        self.overridden: list[Finding] = []
 
     @property
     def open(self) -> bool:
@@ -187,7 +206,10 @@ class _Verdict:
         if finding is None or self.denied is not None:
             return
         level = self.policy.level(finding.rule)
-        if level == "deny" or rules.RULES[finding.rule].fixed:
+        fixed = rules.RULES[finding.rule].fixed
+        if level == "deny" and not fixed and finding.rule in self.granted:
+            self.overridden.append(finding)  # break glass: passed, and audited as override
+        elif level == "deny" or fixed:
             self.denied = finding
         elif level == "warn":
             self.warnings.append(finding)
@@ -198,11 +220,12 @@ class _Verdict:
             f = self.denied
             return Decision(update, name, REJECTED, f.rule, f.reason, f.fix, warnings, change,
                             old_commit, new_commit, version)
-        verdict = WARNED if warnings else ACCEPTED
-        rule = warnings[0].rule if warnings else None
-        reason = "; ".join(w.reason for w in warnings)
+        passed = tuple(self.overridden)
+        verdict = OVERRIDE if passed else WARNED if warnings else ACCEPTED
+        rule = (passed or warnings)[0].rule if passed or warnings else None
+        reason = "; ".join(w.reason for w in passed + warnings)
         return Decision(update, name, verdict, rule, reason, (), warnings, change, old_commit,
-                        new_commit, version)
+                        new_commit, version, overridden=passed)
 
 
 class _Landing:
@@ -265,6 +288,29 @@ def _landing(repo: _Repo, f: rules.Facts) -> _Landing:
                             f"git push --force origin {tag}",
                             "# until then every push --tags --force from this clone fails; "
                             "git fetch --tags --force origin repairs it")))
+
+
+def _on_branch(policy: Policy, repo: _Repo, f: rules.Facts) -> Optional[Finding]:
+    """versions.from_branches: the version's commit is on a release branch (as the
+    branches stand after this push, which may bring the branch along)."""
+    if not policy.from_branches:
+        return None
+    heads = "refs/heads/"
+    branches = {ref[len(heads):]: oid for ref, oid in repo.after_under(heads).items()
+                if any(fnmatchcase(ref[len(heads):], g) for g in policy.from_branches)}
+    on = bool(branches) and repo.view.reachable(f.new.commit, tuple(branches.values()))
+    return rules.version_branch(f, branches, policy.from_branches, on)
+
+
+def _signed(policy: Policy, repo: _Repo, f: rules.Facts) -> Optional[Finding]:
+    """signatures: the ref's own tag object carries a good signature by an allowed key."""
+    spec = policy.signatures
+    if spec is None or not spec.required_for(f.name.kind, f.name.slot):
+        return None
+    what = "version tags" if f.name.kind == VERSION else f"moves of {f.name.slot}"
+    own = f.new.chain[0] if f.new.chain and f.new.chain[0].name == f.name.tag else None
+    sig = repo.view.signature(own.oid, spec.allowed_signers, spec.revoked) if own else None
+    return rules.tag_signature(f, sig, what)
 
 
 def _stale(repo: _Repo, f: rules.Facts) -> Optional[Finding]:

@@ -16,7 +16,7 @@ import pygit2
 from pygit2.enums import ConfigLevel, FileMode, ObjectType, Option, RepositoryOpenFlag
 
 from . import ledger
-from .model import Peeled, TagInfo
+from .model import Peeled, Signature, TagInfo
 
 _MAX_NESTING = 16
 _UNREAD = object()
@@ -110,6 +110,29 @@ class GitView:
             return Peeled(oid, tuple(chain), target, "missing" if obj is None else "tag")
         return Peeled(oid, tuple(chain), str(obj.id), obj.type_str)
 
+    def reachable(self, commit: str, tips) -> bool:
+        for tip in tips:
+            try:
+                if tip == commit or self.repo.descendant_of(tip, commit):
+                    return True
+            except (ValueError, KeyError, pygit2.GitError):
+                continue  # a tip that is not a commit holds no commit
+        return False
+
+    def signature(self, oid: str, allowed_signers: str,
+                  revoked: Optional[str] = None) -> Signature:
+        from .signatures import verify_tag
+
+        try:
+            raw = self.repo.odb.read(oid)[1]
+        except (KeyError, ValueError, pygit2.GitError):
+            return Signature("error", detail=f"tag object {oid[:7]} is unreadable")
+        sig = verify_tag(raw, allowed_signers, revoked)
+        if sig.status in ("good", "error"):
+            return sig
+        return sig._replace(detail="; ".join(filter(None, (sig.detail,
+                                                           _expected(allowed_signers)))))
+
     def _get(self, oid: str):
         try:
             return self.repo.get(oid)
@@ -121,6 +144,20 @@ class GitView:
             return self.repo.config[key]
         except KeyError:
             return None
+
+
+def _expected(allowed_signers: str, shown: int = 6) -> str:
+    """Who the allowed-signers file lets sign, for the pusher: its principals."""
+    try:
+        with open(allowed_signers, encoding="utf-8", errors="replace") as f:
+            lines = [line.split()[0] for line in f
+                     if line.strip() and not line.lstrip().startswith("#")]
+    except OSError:
+        return ""
+    names = [n for line in lines for n in line.split(",")]
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return f"allowed signers: {', '.join(names[:shown])}{more}" if names else \
+        "the allowed-signers file lists nobody"
 
 
 # ---- the ledger: reading it whole, and appending to it -------------------------------

@@ -95,6 +95,7 @@ class HookRun:
         self._base_fields: Optional[dict] = None
         self._session = None
         self.policy = None
+        self.planned_options: Optional[list[str]] = None  # update mode: the planner's
 
     # ---- configuration (git config of the repository) ------------------------------
 
@@ -174,7 +175,7 @@ class HookRun:
         policy = self.load_policy()
         from .engine import decide
         from .gitview import GitView
-        from .model import ENVIRONMENT, REJECTED, PushContext
+        from .model import ENVIRONMENT, REJECTED, Identity, PushContext
         from .refname import classify
         from .session import LockTimeout
 
@@ -187,6 +188,8 @@ class HookRun:
         stale = session.stale()
         state = session.load()
         self.push_id = state.get("push_id") or self.push_id
+        if self.mode == "update":  # git gives push options to pre-receive only: the planner
+            self.planned_options = state.get("push_options") if "planned" in state else None
         # update mode: the rest of the push, as pre-receive recorded it
         own = {u.ref for u in updates}
         others = [RefUpdate(p["ref"], p["old"], p["new"]) for p in state.get("planned", [])
@@ -206,8 +209,13 @@ class HookRun:
         touched = tuple(f"{TAGS}{n.component}/" for n in names if n.component)
         companions = [u for u in others if touched and u.ref.startswith(touched)
                       and view.ref(u.ref) != (None if u.action == "delete" else u.new)]
+        base = self._base()
+        options = tuple(base["push_options"]) if self.mode == "pre-receive" or \
+            self.planned_options is not None else None
         context = PushContext(self.mode, atomic=self.mode == "pre-receive",
-                              earlier=tuple(others), now=self.now())
+                              earlier=tuple(others), now=self.now(),
+                              pusher=Identity(base["pusher"], base["pusher_source"]),
+                              push_options=options)
         decisions = [d for d in decide(policy, view, updates + companions, context,
                                        names + [classify(u.ref, policy) for u in companions])
                      if d.update.ref in own]
@@ -253,7 +261,8 @@ class HookRun:
         """Update mode's pre-receive: judge nothing, record the whole push for the update
         hooks, then run the repository's own pre-receive if it had one."""
         self.session().plan(self.push_id, [{"ref": u.ref, "old": u.old, "new": u.new}
-                                           for u in updates])
+                                           for u in updates],
+                            list(self._base()["push_options"]))
         code = self.chain()
         if code != 0:
             self.append_audit([self._refusal_record(u, Rejected(
@@ -369,7 +378,8 @@ class HookRun:
             "push_id": self.push_id, "hook": self.mode, "repo": info.repo,
             "pusher": info.pusher, "pusher_source": info.pusher_source,
             "remote_addr": info.remote_addr, "protocol": info.protocol,
-            "push_options": list(info.push_options),
+            "push_options": list(info.push_options) if self.mode != "update" else
+            list(self.planned_options or ()),
             "policy_sha256": policy.sha256 if policy else None,
             "tagwarden_version": __version__,
         }
@@ -384,8 +394,16 @@ class HookRun:
             "decision": d.verdict, "rule": d.rule, "reason": d.reason or None,
             "change": d.change, "warnings": [w.rule for w in d.warnings],
         })
+        if d.overridden or d.rule in ("override-denied", "override-invalid"):
+            rec["override"] = self._override(d)
         rec.update(extra)
         return rec
+
+    def _override(self, d) -> dict:
+        from . import access
+
+        rules, reason = access.requested(tuple(self._base()["push_options"]))
+        return {"asked": list(rules), "reason": reason, "passed": [f.rule for f in d.overridden]}
 
     def _applied(self, event: str, ref: str, old: str, new: str, decided: Optional[dict],
                  push: dict) -> dict:

@@ -45,9 +45,9 @@ def iso(epoch: float) -> str:
 
 
 def decision_of(change: Optional[str], verdict: Optional[str]) -> Optional[str]:
-    """The one word an auditor filters on: the change, or ``warn`` when a rule only
-    warned (the rule says which)."""
-    return "warn" if verdict == "warned" else change
+    """The one word an auditor filters on: the change, ``warn`` when a rule only
+    warned, ``override`` when a break-glass override passed a rule (the rule says which)."""
+    return "warn" if verdict == "warned" else "override" if verdict == "override" else change
 
 
 def entry(now: float, push: dict, ref: str, old: str, new: str, decided: dict) -> dict:

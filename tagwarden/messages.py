@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Iterable
 
-from .model import ACCEPTED, ENVIRONMENT, REJECTED, WARNED, Decision
+from .model import ACCEPTED, ENVIRONMENT, OVERRIDE, REJECTED, WARNED, Decision
 from .refname import printable
 
 PREFIX = "tagwarden:"
@@ -35,7 +35,14 @@ def report(decisions: Iterable[Decision]) -> list[str]:
         for w in d.warnings:
             lines.append(f"{PREFIX} warning: {printable(d.update.ref)}: rule {w.rule}: "
                          f"{printable(w.reason)}")
-    moved = [d for d in judged if d.verdict in (ACCEPTED, WARNED) and d.name.kind == ENVIRONMENT
+    if not rejected:
+        for d in judged:
+            for f in d.overridden:
+                lines.append(f"{PREFIX} OVERRIDE: {printable(d.update.ref)}: rule {f.rule} "
+                             f"passed by break-glass override, recorded in the audit log: "
+                             f"{printable(f.reason)}")
+    moved = [d for d in judged if d.verdict in (ACCEPTED, WARNED, OVERRIDE)
+             and d.name.kind == ENVIRONMENT
              and d.update.action != "delete"]
     if moved and not rejected:
         for d in moved:

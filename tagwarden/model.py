@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Mapping, NamedTuple, Optional, Protocol
+from typing import Mapping, NamedTuple, Optional, Protocol, Sequence
 
 from .semver import Version
 
@@ -95,6 +95,15 @@ class Peeled(NamedTuple):
         return self.target if self.target_type == "commit" else None
 
 
+class Signature(NamedTuple):
+    """What a tag object's signature proves, checked against an allowed-signers file."""
+
+    status: str  # good | unsigned | untrusted | invalid | unsupported | error
+    principal: Optional[str] = None  # who the allowed-signers file says signed (good only)
+    key: Optional[str] = None  # the signing key's fingerprint, "ED25519 SHA256:...", if known
+    detail: str = ""  # one printable line for the pusher
+
+
 class RepoView(Protocol):
     """Read-only access to the repository the push goes to (objects include the push)."""
 
@@ -120,6 +129,7 @@ class RepoView(Protocol):
 # ---- what the engine decides -------------------------------------------------------
 
 ACCEPTED, WARNED, REJECTED = "accepted", "warned", "rejected"
+OVERRIDE = "override"  # a denying rule passed under a valid break-glass override
 
 
 class Finding(NamedTuple):
@@ -128,12 +138,24 @@ class Finding(NamedTuple):
     fix: tuple[str, ...] = ()
 
 
+class Identity(NamedTuple):
+    """Who pushes, as the host says (never the tag's tagger line)."""
+
+    name: str
+    source: str  # the variable that said so: GL_USER, REMOTE_USER, ssh:USER, uid, ...
+
+
 @dataclass(frozen=True)
 class PushContext:
-    hook: str  # "pre-receive" | "update" | "check"
+    hook: str  # "pre-receive" | "update" | "reference-transaction" | "check"
     atomic: bool  # the whole push stands or falls together
     earlier: tuple[RefUpdate, ...] = ()  # updates of this push already written (update mode)
     now: float = 0.0  # epoch seconds, for soak times (the shell's clock, injectable)
+    pusher: Optional[Identity] = None  # None: unknown (a replay of tags), permissions unchecked
+    # the push options git handed over; None where this hook cannot see them (update mode
+    # without its planning pre-receive)
+    push_options: Optional[tuple[str, ...]] = ()
+    bypass: Optional[str] = None  # server-side change under the admin's audited bypass: why
 
 
 class Decision(NamedTuple):
@@ -150,6 +172,7 @@ class Decision(NamedTuple):
     version: Optional[str] = None  # the version an env slot ends up on
     held: str = ""  # what the ref holds now, as people say it ("v1.0.0 (1a2b3c4)")
     attempted: str = ""  # what the push tried to put there
+    overridden: tuple[Finding, ...] = ()  # denials a break-glass override let pass
 
     @property
     def accepted(self) -> bool:

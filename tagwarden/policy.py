@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fnmatch import fnmatchcase
 from typing import Any, Callable, Optional
 
@@ -24,6 +24,7 @@ from . import semver
 from .rules import RULES
 
 LEVELS = ("deny", "warn", "off")
+ACTIONS = ("create-version", "move-slot", "delete-slot")
 UNMANAGED_MODES = ("allow", "immutable", "deny")
 _SEGMENT = re.compile(r"[a-z0-9](?:[a-z0-9._-]*[a-z0-9])?", re.ASCII)
 _STR, _INT, _FLOAT, _BOOL = (f"tag:yaml.org,2002:{t}" for t in ("str", "int", "float", "bool"))
@@ -61,6 +62,35 @@ class Pipeline:
 
 
 @dataclass(frozen=True)
+class Permission:
+    """Who may do an action on the tags it matches (permissions[index] in the file)."""
+
+    index: int
+    actions: frozenset[str]
+    components: tuple[str, ...]  # globs
+    slots: tuple[str, ...]  # globs; ("*",) when the entry names none
+    allow: tuple[str, ...]  # group names
+
+    def matches(self, action: str, component: str, slot: Optional[str]) -> bool:
+        return action in self.actions and \
+            any(fnmatchcase(component, glob) for glob in self.components) and \
+            (slot is None or any(fnmatchcase(slot, glob) for glob in self.slots))
+
+
+@dataclass(frozen=True)
+class Signatures:
+    allowed_signers: str  # absolute path
+    revoked: Optional[str]
+    versions: bool  # version tags must be signed
+    slots: tuple[str, ...]  # slot globs whose moves must be signed
+
+    def required_for(self, kind: str, slot: Optional[str]) -> bool:
+        if kind == "version":
+            return self.versions
+        return slot is not None and any(fnmatchcase(slot, glob) for glob in self.slots)
+
+
+@dataclass(frozen=True)
 class Policy:
     source: str
     sha256: str
@@ -76,12 +106,24 @@ class Policy:
     assignments: tuple[tuple[str, str], ...]  # (component glob, pipeline name), first wins
     levels: dict[str, str]
     lock_timeout: float
+    from_branches: tuple[str, ...] = ()  # branch globs a version's commit must be on
+    groups: dict[str, frozenset[str]] = field(default_factory=dict)  # expanded: name -> members
+    permissions: Optional[tuple[Permission, ...]] = None  # None: not declared, all may
+    override_groups: tuple[str, ...] = ()
+    override_rules: frozenset[str] = frozenset()
+    signatures: Optional[Signatures] = None
 
     def is_environment(self, slot: str) -> bool:
         return slot in self.env_names or any(p.fullmatch(slot) for p in self.env_patterns)
 
     def level(self, rule: str) -> str:
         return self.levels.get(rule, "deny")
+
+    def groups_of(self, who: str) -> list[str]:
+        return sorted(g for g, members in self.groups.items() if who in members or "*" in members)
+
+    def may_override(self, who: str) -> bool:
+        return any(g in self.override_groups for g in self.groups_of(who))
 
     def pipeline_for(self, component: str) -> Optional[Pipeline]:
         for glob, name in self.assignments:
@@ -106,7 +148,7 @@ DEFAULTS: dict[str, Any] = {
                      "rollout-([1-9][0-9]?|100)pct"),
         "protected": ("production",),
     },
-    "versions": {"lightweight": "allow"},
+    "versions": {"lightweight": "allow", "from_branches": ()},
     "unmanaged_tags": {"semver": "immutable", "other": "allow"},
     "pipelines": {"default": {"stages": (("staging",), ("production",)), "same_push": False}},
     "components": ({"match": "*", "pipeline": "default"},),
@@ -274,6 +316,15 @@ def _dict_of(value: Callable) -> Callable:
     return read
 
 
+def _one_or_list(item: Callable) -> Callable:
+    """A single value or a list of them; always a tuple."""
+    def read(ctx, node, path):
+        if isinstance(node, yaml.SequenceNode):
+            return tuple(_list(item, nonempty=True)(ctx, node, path))
+        return (item(ctx, node, path),)
+    return read
+
+
 def _stage(ctx, node, path) -> tuple[str, ...]:
     if isinstance(node, yaml.SequenceNode):
         return _list(lambda c, n, p: _string(c, n, p, "a slot name"), nonempty=True)(ctx, node, path)
@@ -292,7 +343,8 @@ SCHEMA = _mapping({
         "patterns": _list(lambda c, n, p: _string(c, n, p, "a regular expression")),
         "protected": _list(_slot),
     }),
-    "versions": _mapping({"lightweight": _choice(("allow", "deny"))}),
+    "versions": _mapping({"lightweight": _choice(("allow", "deny")),
+                          "from_branches": _list(lambda c, n, p: _string(c, n, p, "a branch glob"))}),
     "unmanaged_tags": _mapping({"semver": _choice(UNMANAGED_MODES),
                                 "other": _choice(UNMANAGED_MODES)}),
     "pipelines": _dict_of(_mapping({"stages": _list(_stage, nonempty=True),
@@ -302,6 +354,23 @@ SCHEMA = _mapping({
                                   "pipeline": lambda c, n, p: _string(c, n, p, "a pipeline name")})),
     "rules": _dict_of(_choice(LEVELS)),
     "concurrency": _mapping({"lock_timeout_seconds": _number}),
+    "groups": _dict_of(_list(lambda c, n, p: _string(c, n, p, "an identity or @group"))),
+    "permissions": _list(_mapping({
+        "action": _one_or_list(_choice(ACTIONS)),
+        "components": _one_or_list(lambda c, n, p: _string(c, n, p, "a component glob")),
+        "slots": _one_or_list(lambda c, n, p: _string(c, n, p, "a slot glob")),
+        "allow": _one_or_list(lambda c, n, p: _string(c, n, p, "a group name")),
+    })),
+    "overrides": _mapping({
+        "allow": _one_or_list(lambda c, n, p: _string(c, n, p, "a group name")),
+        "rules": _list(lambda c, n, p: _string(c, n, p, "a rule id")),
+    }),
+    "signatures": _mapping({
+        "allowed_signers": lambda c, n, p: _string(c, n, p, "a file path"),
+        "revoked": lambda c, n, p: _string(c, n, p, "a file path"),
+        "versions": _choice(("required", "optional")),
+        "slots": _list(lambda c, n, p: _string(c, n, p, "a slot glob")),
+    }),
 })
 
 
@@ -515,6 +584,48 @@ def _build(ctx: _Ctx, raw: dict, sha256: str) -> Policy:
             raise fail("rules", "this rule protects tagwarden itself and is always deny",
                        f"rules.{rule}")
 
+    groups = _groups(ctx, raw.get("groups", {}))
+    permissions = None
+    if "permissions" in raw:
+        permissions = []
+        for i, entry in enumerate(raw["permissions"]):
+            where = f"permissions[{i}]"
+            for key in ("action", "allow"):
+                if key not in entry:
+                    raise ctx.fail(None, where, f"each entry needs {key}")
+            _known_groups(ctx, groups, entry["allow"], f"{where}.allow")
+            if "slots" in entry and set(entry["action"]) == {"create-version"}:
+                raise ctx.fail(None, f"{where}.slots", "create-version has no slot; drop slots "
+                               "or add move-slot or delete-slot")
+            permissions.append(Permission(i, frozenset(entry["action"]),
+                                          entry.get("components", ("*",)),
+                                          entry.get("slots", ("*",)), entry["allow"]))
+        permissions = tuple(permissions)
+    overrides = raw.get("overrides", {})
+    _known_groups(ctx, groups, overrides.get("allow", ()), "overrides.allow")
+    override_rules = overrides.get("rules")
+    for i, rule in enumerate(override_rules or ()):
+        if rule not in RULES:
+            raise ctx.fail(None, f"overrides.rules[{i}]",
+                           f"unknown rule; rules are: {', '.join(sorted(RULES))}")
+        if RULES[rule].fixed:
+            raise ctx.fail(None, f"overrides.rules[{i}]", "this rule protects tagwarden "
+                           "itself and is never overridden")
+    if override_rules is None:
+        override_rules = [r for r in RULES if not RULES[r].fixed]
+    signatures = None
+    if "signatures" in raw:
+        spec = raw["signatures"]
+        if "allowed_signers" not in spec:
+            raise ctx.fail(None, "signatures", "signatures needs allowed_signers (a file "
+                           "in the format of ssh-keygen's ALLOWED SIGNERS)")
+        signatures = Signatures(_beside(ctx, spec["allowed_signers"],
+                                        "signatures.allowed_signers"),
+                                _beside(ctx, spec["revoked"], "signatures.revoked")
+                                if "revoked" in spec else None,
+                                spec.get("versions", "optional") == "required",
+                                tuple(spec.get("slots", ())))
+
     unmanaged = _merged(raw, "unmanaged_tags")
     return Policy(
         source=ctx.source,
@@ -531,4 +642,55 @@ def _build(ctx: _Ctx, raw: dict, sha256: str) -> Policy:
         assignments=tuple(assignments),
         levels=levels,
         lock_timeout=float(_merged(raw, "concurrency")["lock_timeout_seconds"]),
+        from_branches=tuple(_merged(raw, "versions")["from_branches"]),
+        groups=groups,
+        permissions=permissions,
+        override_groups=tuple(overrides.get("allow", ())),
+        override_rules=frozenset(override_rules),
+        signatures=signatures,
     )
+
+
+def _groups(ctx: _Ctx, raw: dict[str, tuple[str, ...]]) -> dict[str, frozenset[str]]:
+    """Each group's members with ``@other`` groups expanded; cycles and unknown
+    groups are errors."""
+    out: dict[str, frozenset[str]] = {}
+
+    def expand(name: str, trail: tuple[str, ...]) -> frozenset[str]:
+        if name in out:
+            return out[name]
+        members: set[str] = set()
+        for i, member in enumerate(raw[name]):
+            if member.startswith("@"):
+                inner = member[1:]
+                if inner not in raw:
+                    raise ctx.fail(None, f"groups.{name}[{i}]", f"no group named {inner!r}")
+                if inner == name or inner in trail:
+                    raise ctx.fail(None, f"groups.{name}[{i}]", "groups include each other: "
+                                   f"{' -> '.join(trail + (name, inner))}")
+                members |= expand(inner, trail + (name,))
+            else:
+                members.add(member)
+        out[name] = frozenset(members)
+        return out[name]
+
+    for name in raw:
+        expand(name, ())
+    return out
+
+
+def _known_groups(ctx: _Ctx, groups: dict, names, path: str) -> None:
+    for i, name in enumerate(names):
+        if name not in groups:
+            known = ", ".join(sorted(groups)) or "none: add a groups section"
+            raise ctx.fail(None, path if len(names) == 1 else f"{path}[{i}]",
+                           f"no group named {name!r} (groups: {known})")
+
+
+def _beside(ctx: _Ctx, path: str, key: str) -> str:
+    """A path in the policy, relative to the file that names it."""
+    if path.startswith("/"):
+        return path
+    source = ctx.lines.get(key, (ctx.source,))[0]
+    base = source.rpartition("/")[0] if "/" in source else "."
+    return f"{base}/{path}"

@@ -10,7 +10,9 @@ from dataclasses import dataclass
 from typing import Callable, NamedTuple, Optional
 
 from . import semver
-from .model import CREATE, DELETE, ENVIRONMENT, Finding, Peeled, RefName, RefUpdate, short
+from .model import (
+    CREATE, DELETE, ENVIRONMENT, Finding, Peeled, RefName, RefUpdate, Signature, short,
+)
 
 
 @dataclass(frozen=True)
@@ -39,11 +41,21 @@ RULES: dict[str, Rule] = {r.id: r for r in (
     Rule("env-stale", "an env tag object the slot held before is not sent back (stale clone)"),
     Rule("promotion-order", "a slot takes only what its upstream stage holds"),
     Rule("soak-time", "a slot takes a version only after its upstream held it long enough"),
+    Rule("permission", "only the policy's groups create versions and move or delete slots "
+         "(when the policy declares permissions)"),
+    Rule("tag-signature", "version tags and moves of named slots are signed by an allowed "
+         "key (when the policy says so)"),
+    Rule("version-branch", "a version tags a commit on one of the policy's release branches "
+         "(when the policy names them)"),
     Rule("unmanaged-immutable", "tags outside the managed prefixes are not moved or deleted"),
     Rule("unmanaged-denied", "tags outside the managed prefixes are not pushed at all"),
     Rule("reserved-namespace", "refs/tagwarden/ belongs to tagwarden; pushes never write it",
          fixed=True),
     Rule("chained-hook", "the repository's own earlier hook accepts the push", fixed=True),
+    Rule("override-denied", "only the policy's override groups may ask for a break-glass "
+         "override", fixed=True),
+    Rule("override-invalid", "an override names one overridable rule and gives a reason",
+         fixed=True),
 )}
 
 
@@ -192,3 +204,48 @@ def reserved(f: Facts) -> Finding:
                    "pushes never write it",
                    (f"git push origin :{f.update.ref} is refused too; drop the refspec that "
                     "sends refs/tagwarden/* from your push",))
+
+
+_UNTRUSTED = {"unsigned": "unsigned", "untrusted": "signed by a key that is not allowed",
+              "invalid": "signed, but the signature does not verify",
+              "unsupported": "signed in a format tagwarden does not verify (only SSH)",
+              "error": "not checkable right now"}
+
+
+def tag_signature(f: Facts, sig: Optional[Signature], what: str) -> Optional[Finding]:
+    """``what``: "version tags" or "moves of <slot>". ``sig`` is None when the ref has no
+    tag object of its own (a lightweight tag carries no signature)."""
+    if sig is not None and sig.status == "good":
+        return None
+    tag, target = f.name.tag, short(f.new.commit or f.new.target)
+    state = _UNTRUSTED.get(sig.status, sig.status) if sig else \
+        "a lightweight tag (no tag object of its own, so no signature)"
+    detail = f": {sig.detail}" if sig and sig.detail else ""
+    sign = (f"git -c gpg.format=ssh -c user.signingkey=<your key.pub> tag -s -f "
+            f"-m '<message>' {tag} {target}")
+    fix = (f"git tag -d {tag} && {sign.replace(' -f ', ' ')}", f"git push origin {tag}") \
+        if f.name.kind == "version" else (sign, f"git push --force origin {tag}")
+    if sig is not None and sig.status == "error":
+        fix = ("not your fault: tell your git admin; the push is refused until the signature "
+               "can be checked",)
+    return Finding("tag-signature", f"{tag} is {state}{detail}; this policy requires {what} "
+                   "to be annotated tags signed by an allowed key", fix)
+
+
+def version_branch(f: Facts, branches: dict[str, str], globs: tuple[str, ...],
+                   on_branch: bool) -> Optional[Finding]:
+    """``branches``: the release branches the server holds (name -> tip)."""
+    if on_branch:
+        return None
+    commit = short(f.new.commit)
+    wanted = " or ".join(globs)
+    if branches:
+        held = ", ".join(f"{b} at {short(oid)}" for b, oid in sorted(branches.items()))
+        why = f"commit {commit} is not on {wanted} ({held})"
+    else:
+        why = f"the server has no branch {wanted}, so no commit is on it yet"
+    first = sorted(branches)[0] if branches else globs[0]
+    return Finding("version-branch", f"{why}; a version tags reviewed code from {wanted}",
+                   (f"merge {commit} into {first} (through review), then tag the merged commit:",
+                    f"git tag -d {f.name.tag} && git fetch origin {first} && git tag -a -m "
+                    f"'<message>' {f.name.tag} FETCH_HEAD && git push origin {f.name.tag}"))

@@ -161,10 +161,11 @@ class PushSession:
     def push_id(self) -> str:
         return self.load().get("push_id") or uuid.uuid4().hex[:16]
 
-    def plan(self, push_id: str, planned: list[dict]) -> None:
-        """Record every ref update of the push (update mode: pre-receive sees them all,
-        each update hook only its own)."""
-        self._change(push_id, lambda state: state.__setitem__("planned", planned))
+    def plan(self, push_id: str, planned: list[dict], push_options: list[str]) -> None:
+        """Record every ref update of the push and its push options (update mode:
+        pre-receive sees them all, each update hook only its own ref and no options)."""
+        self._change(push_id, lambda state: state.update(planned=planned,
+                                                         push_options=push_options))
 
     def record(self, push_id: str, decided: list[dict], push: dict) -> None:
         """Add decided ref updates to this push's state (update mode calls it per ref);

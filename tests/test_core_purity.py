@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "tagwarden"
-CORE = ("semver", "refname", "model", "policy", "rules", "engine", "messages", "ledger")
+CORE = ("semver", "refname", "model", "policy", "rules", "engine", "messages", "ledger",
+        "access")
 FORBIDDEN_IN_CORE = {"pygit2", "structlog", "os", "subprocess", "socket", "pathlib"}
 OWNERS = {"pygit2": "gitview.py", "structlog": "audit.py"}  # the only importer of each
 
