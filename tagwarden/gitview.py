@@ -130,8 +130,8 @@ class GitView:
         sig = verify_tag(raw, allowed_signers, revoked)
         if sig.status in ("good", "error"):
             return sig
-        return sig._replace(detail="; ".join(filter(None, (sig.detail,
-                                                           _expected(allowed_signers)))))
+        own = sig.detail if sig.status != "unsigned" else ""  # the rule says it already
+        return sig._replace(detail="; ".join(filter(None, (own, _expected(allowed_signers)))))
 
     def _get(self, oid: str):
         try:
