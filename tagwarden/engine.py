@@ -185,7 +185,20 @@ def _decide_one(policy: Policy, repo: _Repo, update: RefUpdate, name: RefName) -
     if decision.verdict != ACCEPTED:  # worth the words only when someone will read them
         decision = decision.but(held=facts.describe(old.oid if old else None),
                                 attempted=facts.describe(new.oid if new else None))
+        if decision.verdict == REJECTED:
+            decision = decision.but(fix=decision.fix + _break_glass(policy, repo, decision))
     return decision
+
+
+def _break_glass(policy: Policy, repo: _Repo, d: Decision) -> tuple[str, ...]:
+    """Shown only to a pusher on the override list, for a rule they may pass."""
+    if repo.pusher is None or d.rule not in policy.override_rules or \
+            rules.RULES[d.rule].fixed or not policy.may_override(repo.pusher.name):
+        return ()
+    force = "--force " if d.name.kind == ENVIRONMENT else ""
+    return (f"break glass only if you must (you may; it is audited): git push {force}"
+            f"-o tagwarden.override={d.rule} -o tagwarden.reason=\"<why>\" origin "
+            f"{d.name.tag}",)
 
 
 class _Verdict:

@@ -126,6 +126,12 @@ def test_override_with_reason_passes_one_rule_and_is_audited(setup):
     production = _out_of_order(clone)
     plain = clone.push("--force", production, env=as_user("sam"))
     assert not plain.ok and "rule promotion-order" in "\n".join(plain.remote)
+    hint = "break glass only if you must (you may; it is audited): git push --force -o " \
+           "tagwarden.override=promotion-order -o tagwarden.reason=\"<why>\" origin " \
+           f"{production}"
+    assert hint in "\n".join(plain.remote)
+    others = clone.push("--force", production, env=as_user("dana"))
+    assert "break glass" not in others.out  # only for those on the override list
 
     push = clone.push("--force", "-o", "tagwarden.override=promotion-order",
                       "-o", "tagwarden.reason=INC-42 hotfix", production, env=as_user("sam"))
