@@ -55,23 +55,95 @@ _PREV_TEXT = '"prev_sha256": ' + json.dumps(_PREV_MARK)
 _SEQ_TEXT = f'"seq": {_SEQ_MARK}'
 _SEQ_KEY = b'"seq": '
 _TAIL_CHUNK = 8192
+_encode_string = json.encoder.encode_basestring_ascii  # what json.dumps uses for str
+_CHAIN_KEYS = frozenset(("ts", "prev_sha256", "seq"))
 
 
 def _templates(records: Iterable[dict]) -> list[tuple[str, str, str]]:
-    """Each record rendered to a line, split around the values of its chain keys."""
+    """Each record rendered to a line, split around the values of its chain keys.
+
+    The records of one push share most of their values (who, where, which policy):
+    those are rendered once (``_Batch``), byte for byte as the pipeline would; a record
+    that does not fit the batch's shape, or holds an exception, goes through it."""
     ts = _STAMP(None, "info", {})["ts"]
+    records = list(records)
+    batch = _Batch(records, ts) if len(records) > 1 else None
     out = []
     for record in records:
-        event = {"ts": ts, **record, "prev_sha256": _PREV_MARK, "seq": _SEQ_MARK}
-        for processor in _PIPELINE:
-            event = processor(None, "info", event)
-        # sorted keys: prev_sha256 comes before seq, both at the top level
-        head, found_prev, rest = event.partition(_PREV_TEXT)
-        middle, found_seq, tail = rest.partition(_SEQ_TEXT)
-        if not (found_prev and found_seq):
-            raise ValueError("audit record rendered without its chain keys")
-        out.append((head + '"prev_sha256": "', '"' + middle + '"seq": ', tail))
+        fast = batch.render(record) if batch is not None else None
+        out.append(fast if fast is not None else _template(record, ts))
     return out
+
+
+def _template(record: dict, ts: str) -> tuple[str, str, str]:
+    event = {"ts": ts, **record, "prev_sha256": _PREV_MARK, "seq": _SEQ_MARK}
+    for processor in _PIPELINE:
+        event = processor(None, "info", event)
+    # sorted keys: prev_sha256 comes before seq, both at the top level
+    head, found_prev, rest = event.partition(_PREV_TEXT)
+    middle, found_seq, tail = rest.partition(_SEQ_TEXT)
+    if not (found_prev and found_seq):
+        raise ValueError("audit record rendered without its chain keys")
+    return head + '"prev_sha256": "', '"' + middle + '"seq": ', tail
+
+
+def _json(value) -> str:
+    """As JSONRenderer(sort_keys=True) renders a value, the common ones without a call."""
+    kind = value.__class__
+    if kind is str:
+        return _encode_string(value)
+    if value is None:
+        return "null"
+    if kind is int:
+        return int.__repr__(value)
+    return json.dumps(value, sort_keys=True, default=repr)  # records hold JSON types
+
+
+class _Batch:
+    """The shape of a push's records: sorted keys, the values they all share rendered
+    once, and the literal text between the values that differ."""
+
+    def __init__(self, records: list[dict], ts: str):
+        first = records[0]
+        self.keys = frozenset(first)
+        same = [r for r in records if r.keys() == self.keys and "exc_info" not in r
+                and not self.keys & _CHAIN_KEYS]
+        self.fits = {id(r) for r in same}  # records of this shape, rendered here
+        self.shared = {k: first[k] for k in first
+                       if all(r[k] == first[k] for r in same)}
+        self.shared["ts"] = ts
+        pieces, literal = [], "{"
+        for key in sorted(self.keys | {"ts", "prev_sha256", "seq"}):
+            literal += ("" if literal == "{" else ", ") + _encode_string(key) + ": "
+            if key == "prev_sha256":
+                pieces.append(literal + '"')
+                literal = '"'
+            elif key == "seq":
+                pieces.append(literal)
+                literal = ""
+            elif key in self.shared:
+                literal += _json(self.shared[key])
+            else:
+                pieces.append(literal)
+                literal = ""
+        pieces.append(literal + "}")
+        self.pieces = pieces
+        self.varying = [k for k in sorted(self.keys | {"prev_sha256", "seq"})
+                        if k not in self.shared]
+
+    def render(self, record: dict) -> Optional[tuple[str, str, str]]:
+        if id(record) not in self.fits:
+            return None
+        parts, head, middle = self.pieces, "", ""
+        text = parts[0]
+        for i, key in enumerate(self.varying, 1):
+            if key == "prev_sha256":
+                head, text = text, parts[i]
+            elif key == "seq":
+                middle, text = text, parts[i]
+            else:
+                text += _json(record[key]) + parts[i]
+        return head, middle, text
 
 
 def _chain(templates: list[tuple[str, str, str]], after: Head) -> tuple[list[str], Head]:

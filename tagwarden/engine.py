@@ -133,19 +133,20 @@ def _sibling_rejected(d: Decision) -> Decision:
 def _decide_one(policy: Policy, repo: _Repo, update: RefUpdate, name: RefName) -> Decision:
     if name.kind == OTHER:
         return Decision(update, name, ACCEPTED)
-    old = repo.peel(None if update.action == CREATE else update.old)
-    new = repo.peel(None if update.action == DELETE else update.new)
+    action = update.action
+    old = repo.peel(None if action == CREATE else update.old)
+    new = repo.peel(None if action == DELETE else update.new)
     facts = rules.Facts(update, name, new, old,
                         lambda oid: repo.describe(oid, name.component))
     verdict = _Verdict(policy, repo.granted)
-    change = update.action
+    change = action
     version = str(name.version) if name.version else None
 
     if name.kind == RESERVED_KIND:
         verdict.check(rules.reserved(facts))
     elif name.kind == INVALID:
         rule, reason = name.problem
-        if update.action != DELETE:  # deleting a misnamed tag is a cleanup, never a risk
+        if action != DELETE:  # deleting a misnamed tag is a cleanup, never a risk
             verdict.check(Finding(rule, f"{name.tag}: {reason}", _rename_fix(policy, name)))
     elif name.kind == UNMANAGED:
         semver_tag = is_plain_semver(update.ref)
@@ -156,7 +157,7 @@ def _decide_one(policy: Policy, repo: _Repo, update: RefUpdate, name: RefName) -
     elif name.kind == VERSION:
         verdict.check(access.permission(policy, repo.pusher, name, update))
         verdict.check(rules.version_immutable(facts))
-        if update.action == CREATE and new is not None and new.commit:
+        if action == CREATE and new is not None and new.commit:
             # a version name that existed is never re-made on another commit
             if repo.view.held_commit(update.ref, new.commit) is False:
                 verdict.check(rules.version_tombstone(facts, repo.view.recorded(update.ref)))
@@ -164,7 +165,7 @@ def _decide_one(policy: Policy, repo: _Repo, update: RefUpdate, name: RefName) -
             verdict.check(rules.version_target(facts))
             verdict.check(rules.tag_name_mismatch(facts))
             verdict.check(rules.version_lightweight(facts, policy.lightweight_versions))
-            if update.action == CREATE and new.commit:
+            if action == CREATE and new.commit:
                 verdict.check(_on_branch(policy, repo, facts))
                 verdict.check(_signed(policy, repo, facts))
     elif name.kind == ENVIRONMENT:

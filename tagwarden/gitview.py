@@ -19,6 +19,7 @@ from . import ledger
 from .model import Peeled, Signature, TagInfo
 
 _MAX_NESTING = 16
+_TYPE_NAMES = {ObjectType.COMMIT: "commit", ObjectType.TREE: "tree", ObjectType.BLOB: "blob"}
 _UNREAD = object()
 
 
@@ -39,6 +40,7 @@ class GitView:
         flags = RepositoryOpenFlag.FROM_ENV if from_env else RepositoryOpenFlag.NO_SEARCH
         self.repo = pygit2.Repository(path, flags=flags)
         self.path = self.repo.path
+        self.odb = self.repo.odb
         self._listed: dict[str, dict[str, str]] = {}
         self._main: Optional[pygit2.Repository] = None
         self._ledger = _UNREAD
@@ -98,17 +100,31 @@ class GitView:
         return self._listed[prefix]
 
     def peel(self, oid: str) -> Peeled:
+        # Only tag objects are read whole; the final object's type comes from its header,
+        # which needs no inflating (a thousand-tag push reads a thousand commits less).
         chain = []
-        obj = self._get(oid)
-        while obj is not None and obj.type == ObjectType.TAG and len(chain) <= _MAX_NESTING:
+        current, kind = oid, self._kind(oid)
+        while kind == ObjectType.TAG and len(chain) <= _MAX_NESTING:
+            tag = self._get(current)
+            if tag is None:
+                kind = None
+                break
             # the tag header is bytes; a name that is not UTF-8 stays visible, escaped
-            name = obj.raw_name.decode("utf-8", "backslashreplace")
-            chain.append(TagInfo(str(obj.id), name, str(obj.target)))
-            obj = self._get(str(obj.target))
-        if obj is None or obj.type == ObjectType.TAG:
+            name = tag.raw_name.decode("utf-8", "backslashreplace")
+            target = str(tag.target)
+            chain.append(TagInfo(current, name, target))
+            current, kind = target, self._kind(target)
+        if kind is None or kind == ObjectType.TAG:
             target = chain[-1].target if chain else oid
-            return Peeled(oid, tuple(chain), target, "missing" if obj is None else "tag")
-        return Peeled(oid, tuple(chain), str(obj.id), obj.type_str)
+            return Peeled(oid, tuple(chain), target, "missing" if kind is None else "tag")
+        return Peeled(oid, tuple(chain), current, _TYPE_NAMES.get(kind, "missing"))
+
+    def _kind(self, oid: str):
+        """The object's type from its header; None when it is missing or unreadable."""
+        try:
+            return self.odb.read_header(oid)[0]
+        except (ValueError, KeyError, pygit2.GitError):
+            return None
 
     def reachable(self, commit: str, tips) -> bool:
         for tip in tips:

@@ -15,6 +15,7 @@ TAGS = "refs/tags/"
 RESERVED = "refs/tagwarden/"  # the product's own namespace: no push may write it
 
 _HEX = re.compile(r"[0-9a-f]+", re.ASCII)
+_ZEROS = frozenset(("0" * 40, "0" * 64))  # the null ids git sends, checked first
 
 
 def is_zero(oid: str) -> bool:
@@ -69,9 +70,9 @@ class RefUpdate(NamedTuple):
 
     @property
     def action(self) -> str:
-        if is_zero(self.old):
+        if self.old in _ZEROS or is_zero(self.old):
             return CREATE
-        return DELETE if is_zero(self.new) else MOVE
+        return DELETE if self.new in _ZEROS or is_zero(self.new) else MOVE
 
 
 # ---- what the repository holds (read through a view) -----------------------------------

@@ -25,12 +25,9 @@ def classify(ref: str, policy) -> RefName:
     parts = ref[len(TAGS):].split("/")
     if parts[0] not in policy.prefixes:
         return RefName(ref, UNMANAGED)
-
-    def invalid(rule: str, reason: str) -> RefName:
-        return RefName(ref, INVALID, problem=(rule, reason))
-
     if len(parts) != 4:
-        return invalid(
+        return _invalid(
+            ref,
             "tag-levels",
             f"a managed tag has exactly four levels, prefix/type/name/slot; "
             f"this one has {len(parts)}",
@@ -38,12 +35,14 @@ def classify(ref: str, policy) -> RefName:
     prefix, type_, name, slot = parts
     component = f"{prefix}/{type_}/{name}"
     if type_ not in policy.types:
-        return invalid(
+        return _invalid(
+            ref,
             "type-unknown",
             f"type {type_!r} is not one of the policy's types: {', '.join(sorted(policy.types))}",
         )
     if not NAME.fullmatch(name):
-        return invalid(
+        return _invalid(
+            ref,
             "name-invalid",
             f"name {name!r} must be 1-100 of a-z 0-9 . _ -, starting and ending with a "
             f"letter or digit",
@@ -53,7 +52,8 @@ def classify(ref: str, policy) -> RefName:
             version = semver.parse(slot)
         except semver.InvalidVersion as exc:
             detail = "" if str(exc).startswith("not a SemVer") else f" ({exc})"
-            return invalid(
+            return _invalid(
+                ref,
                 "version-invalid",
                 f"{slot!r} looks like a version but is not SemVer 2.0.0 with a leading 'v' "
                 f"(e.g. v1.2.0, v1.2.0-rc.1){detail}; it can never be an environment",
@@ -61,7 +61,11 @@ def classify(ref: str, policy) -> RefName:
         return RefName(ref, VERSION, component, slot, version)
     if policy.is_environment(slot):
         return RefName(ref, ENVIRONMENT, component, slot)
-    return invalid("slot-unknown", f"slot {slot!r} is not an environment of the policy")
+    return _invalid(ref, "slot-unknown", f"slot {slot!r} is not an environment of the policy")
+
+
+def _invalid(ref: str, rule: str, reason: str) -> RefName:
+    return RefName(ref, INVALID, problem=(rule, reason))
 
 
 def is_plain_semver(ref: str) -> bool:

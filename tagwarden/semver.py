@@ -69,8 +69,20 @@ class Version(NamedTuple):
         return self.text
 
 
+_PARSED: dict[str, "Version"] = {}  # a push names the same few versions many times
+
+
 def parse(text: str) -> Version:
     """Parse ``v1.2.3[-pre][+build]``; raise :class:`InvalidVersion` otherwise."""
+    version = _PARSED.get(text) if isinstance(text, str) else None
+    if version is None:
+        version = _parse(text)
+        if len(_PARSED) < 4096:
+            _PARSED[text] = version
+    return version
+
+
+def _parse(text: str) -> Version:
     m = _SEMVER.fullmatch(text) if isinstance(text, str) else None
     if m is None:
         raise InvalidVersion(f"not a SemVer 2.0.0 version with a leading 'v': {text!r}")

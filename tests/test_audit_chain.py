@@ -426,3 +426,31 @@ def test_audit_lines_are_ascii_so_hashes_are_of_what_is_on_disk(tmp_path):
     assert data.isascii()
     assert verify(data).problem is None
     assert os.stat(log).st_mode & 0o777 & ~0o640 == 0  # at most 0640, whatever the umask
+
+
+# ---- the batch renderer: byte for byte what the structlog pipeline writes ---------------
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+from tagwarden import audit as _audit  # noqa: E402
+
+_VALUES = st.one_of(st.none(), st.booleans(), st.integers(), st.text(max_size=12),
+                    st.floats(allow_nan=False), st.lists(st.text(max_size=4), max_size=3),
+                    st.dictionaries(st.text(max_size=4), st.integers(), max_size=3))
+_KEYS = st.sampled_from(["event", "ref", "old", "new", "pusher", "repo", "rule", "reason",
+                         "warnings", "override", "zz", "a", "ts", "seq"])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.dictionaries(_KEYS, _VALUES, min_size=1, max_size=8), min_size=2,
+                max_size=6), st.booleans())
+def test_batch_rendering_equals_the_pipeline(records, share):
+    if share:  # the usual push: one shape, most values shared
+        base = records[0]
+        records = [dict(base, **{k: r[k] for k in r if k in base}) for r in records]
+    ts = "2026-11-22T00:00:00.000000Z"
+    batch = _audit._Batch(records, ts)
+    for record in records:
+        fast = batch.render(record)
+        if fast is not None:
+            assert fast == _audit._template(record, ts)
