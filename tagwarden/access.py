@@ -29,8 +29,10 @@ def action_of(name: RefName, update: RefUpdate) -> Optional[str]:
 
 def permission(policy: Policy, pusher: Optional[Identity], name: RefName,
                update: RefUpdate) -> Optional[Finding]:
+    if policy.permissions is None or pusher is None:
+        return None
     action = action_of(name, update)
-    if policy.permissions is None or pusher is None or action is None:
+    if action is None:
         return None
     slot = None if action == "create-version" else name.slot
     entries = [p for p in policy.permissions if p.matches(action, name.component, slot)]

@@ -59,19 +59,22 @@ _encode_string = json.encoder.encode_basestring_ascii  # what json.dumps uses fo
 _CHAIN_KEYS = frozenset(("ts", "prev_sha256", "seq"))
 
 
-def _templates(records: Iterable[dict]) -> list[tuple[str, str, str]]:
-    """Each record rendered to a line, split around the values of its chain keys.
+def _templates(records: Iterable[dict], shared: Optional[dict] = None
+               ) -> list[tuple[str, str, str]]:
+    """Each record (``shared`` under it) rendered to a line, split around the values
+    of its chain keys.
 
     The records of one push share most of their values (who, where, which policy):
     those are rendered once (``_Batch``), byte for byte as the pipeline would; a record
     that does not fit the batch's shape, or holds an exception, goes through it."""
     ts = _STAMP(None, "info", {})["ts"]
     records = list(records)
-    batch = _Batch(records, ts) if len(records) > 1 else None
+    batch = _Batch(records, ts, shared) if len(records) > 1 else None
     out = []
     for record in records:
         fast = batch.render(record) if batch is not None else None
-        out.append(fast if fast is not None else _template(record, ts))
+        out.append(fast if fast is not None else
+                   _template({**shared, **record} if shared else record, ts))
     return out
 
 
@@ -103,14 +106,20 @@ class _Batch:
     """The shape of a push's records: sorted keys, the values they all share rendered
     once, and the literal text between the values that differ."""
 
-    def __init__(self, records: list[dict], ts: str):
+    def __init__(self, records: list[dict], ts: str, shared: Optional[dict] = None):
         first = records[0]
-        self.keys = frozenset(first)
-        same = [r for r in records if r.keys() == self.keys and "exc_info" not in r
-                and not self.keys & _CHAIN_KEYS]
+        own = frozenset(first)
+        if shared and own & shared.keys():
+            own = frozenset()  # a record that overrides the shared values: no batch
+        same = [r for r in records if r.keys() == own and "exc_info" not in r
+                and not own & _CHAIN_KEYS and not (shared or {}).keys() & _CHAIN_KEYS]
         self.fits = {id(r) for r in same}  # records of this shape, rendered here
-        self.shared = {k: first[k] for k in first
-                       if all(r[k] == first[k] for r in same)}
+        if shared:  # said to be shared: nothing to compare
+            self.shared = dict(shared)
+        else:
+            self.shared = {k: first[k] for k in first
+                           if all(r[k] == first[k] for r in same)}
+        self.keys = own | self.shared.keys()
         self.shared["ts"] = ts
         pieces, literal = [], "{"
         for key in sorted(self.keys | {"ts", "prev_sha256", "seq"}):
@@ -127,23 +136,29 @@ class _Batch:
                 pieces.append(literal)
                 literal = ""
         pieces.append(literal + "}")
-        self.pieces = pieces
-        self.varying = [k for k in sorted(self.keys | {"prev_sha256", "seq"})
-                        if k not in self.shared]
+        varying = [k for k in sorted(self.keys | {"prev_sha256", "seq"}) if k not in self.shared]
+        # three runs of (value key, literal after it): before prev_sha256, up to seq, after
+        self.runs: list[tuple[str, list[tuple[str, str]]]] = [(pieces[0], [])]
+        for key, after in zip(varying, pieces[1:]):
+            if key in ("prev_sha256", "seq"):
+                self.runs.append((after, []))
+            else:
+                self.runs[-1][1].append((key, after))
 
     def render(self, record: dict) -> Optional[tuple[str, str, str]]:
         if id(record) not in self.fits:
             return None
-        parts, head, middle = self.pieces, "", ""
-        text = parts[0]
-        for i, key in enumerate(self.varying, 1):
-            if key == "prev_sha256":
-                head, text = text, parts[i]
-            elif key == "seq":
-                middle, text = text, parts[i]
-            else:
-                text += _json(record[key]) + parts[i]
-        return head, middle, text
+        out = []
+        for lead, items in self.runs:
+            bits = [lead]
+            for key, after in items:
+                value = record[key]
+                kind = value.__class__
+                bits.append(_encode_string(value) if kind is str else "null" if value is None
+                            else _json(value))
+                bits.append(after)
+            out.append("".join(bits))
+        return out[0], out[1], out[2]
 
 
 def _chain(templates: list[tuple[str, str, str]], after: Head) -> tuple[list[str], Head]:
@@ -162,14 +177,16 @@ def render(records: Iterable[dict], after: Head = Head(0, GENESIS)) -> list[str]
     return _chain(_templates(records), after)[0]
 
 
-def append(path: str, records: Iterable[dict], ship: Optional[str] = None) -> Optional[Head]:
+def append(path: str, records: Iterable[dict], ship: Optional[str] = None,
+           shared: Optional[dict] = None) -> Optional[Head]:
     """Append records to the JSON-lines file at ``path``, chained to its last line; then,
-    when ``ship`` names a syslog target, send the lines written there.
+    when ``ship`` names a syslog target, send the lines written there. ``shared``: keys
+    every line carries unless its record sets them (one push's who and where).
 
     Returns the Head of the last line written, or None when there was nothing to write.
     Raises AuditError when the file cannot be written; never because of the target.
     """
-    templates = _templates(records)
+    templates = _templates(records, shared)
     if not templates:
         return None
     lines, head = _write(path, templates)

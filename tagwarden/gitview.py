@@ -55,6 +55,8 @@ class GitView:
         return self._ledger[path]
 
     def recorded(self, ref: str) -> Optional[dict]:
+        if self._ledger is None:  # read, and there is none: nothing was recorded
+            return None
         blob = self._ledger_get(f"{ledger.ref_dir(ref)}/current")
         return json.loads(blob.data) if blob is not None else None
 

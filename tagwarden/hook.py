@@ -230,11 +230,11 @@ class HookRun:
                                           f"the push (exit {code})")
                              if d.name.audited else d for d in decisions]
         base = self._base()
-        records = [self._record(d, base, lock_wait_ms=round(waited * 1000)) for d in decisions
-                   if d.name.audited]
+        wait = round(waited * 1000)
+        records = [self._fields(d, lock_wait_ms=wait) for d in decisions if d.name.audited]
         records += self._not_applied(stale)
         try:
-            self.append_audit(records)
+            self.append_audit(records, shared=base)
         except Exception:
             if self.mode == "pre-receive":
                 session.release()
@@ -385,15 +385,20 @@ class HookRun:
         }
 
     def _record(self, d, base: Optional[dict] = None, **extra) -> dict:
-        u, n = d.update, d.name
         rec = dict(base) if base else self._base()
-        rec.update({
+        rec.update(self._fields(d, **extra))
+        return rec
+
+    def _fields(self, d, **extra) -> dict:
+        """A decision record's own keys; the push's (``_base``) go under them."""
+        u, n = d.update, d.name
+        rec = {
             "event": "decision", "ref": u.ref, "old": u.old, "new": u.new,
             "old_commit": d.old_commit, "new_commit": d.new_commit, "action": u.action,
             "kind": n.kind, "component": n.component, "slot": n.slot, "version": d.version,
             "decision": d.verdict, "rule": d.rule, "reason": d.reason or None,
             "change": d.change, "warnings": [w.rule for w in d.warnings],
-        })
+        }
         if d.overridden or d.rule in ("override-denied", "override-invalid"):
             rec["override"] = self._override(d)
         rec.update(extra)
@@ -420,14 +425,16 @@ class HookRun:
         })
         return rec
 
-    def append_audit(self, records: list[dict]):
-        """Append; return the chain head of the last line written (None: nothing)."""
+    def append_audit(self, records: list[dict], shared: Optional[dict] = None):
+        """Append (each record over ``shared``); return the chain head of the last line
+        written (None: nothing)."""
         if not records:
             return None
         from .audit import AuditError, append
 
         try:
-            return append(self.audit_path, records, ship=self.config("tagwarden.syslog"))
+            return append(self.audit_path, records, ship=self.config("tagwarden.syslog"),
+                          shared=shared)
         except AuditError as exc:
             raise Rejected("audit-unwritable", "the audit log cannot be written",
                            f"{exc}; a push that cannot be audited is refused") from None
@@ -518,13 +525,12 @@ def _policy_text(path: str, what: str) -> str:
                        "; every push is refused until an admin fixes it") from None
 
 
-def _carried(d) -> dict:
-    """What post-receive needs to know of a decision (no policy, no pygit2 there)."""
-    n = d.name
-    return {"ref": d.update.ref, "old": d.update.old, "new": d.update.new,
-            "verdict": d.verdict, "rule": d.rule, "change": d.change, "kind": n.kind,
-            "component": n.component, "slot": n.slot, "version": d.version,
-            "old_commit": d.old_commit, "new_commit": d.new_commit}
+def _carried(d) -> list:
+    """What post-receive needs to know of a decision (no policy, no pygit2 there): a
+    row of session.CARRIED."""
+    n, u = d.name, d.update
+    return [u.ref, u.old, u.new, d.verdict, d.rule, d.change, n.kind, n.component, n.slot,
+            d.version, d.old_commit, d.new_commit]
 
 
 def _exit(code: int) -> None:

@@ -121,6 +121,8 @@ def version_immutable(f: Facts) -> Optional[Finding]:
 
 def version_target(f: Facts) -> Optional[Finding]:
     new = f.new
+    if new.target_type == "commit" and len(new.chain) < 2:
+        return None  # the usual case, decided before any words are made
     label = f"git tag -f -a -m 'Release {f.name.component.rsplit('/', 1)[1]} {f.name.version}' {f.name.tag}"
     if new.target_type == "tag":  # gave up peeling
         return Finding("version-target", f"{f.name.tag} is nested more than "

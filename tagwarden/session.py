@@ -20,6 +20,19 @@ from dataclasses import dataclass
 from typing import Iterator, Optional
 
 
+# What post-receive needs to know of each decision, stored as rows in this order (a
+# thousand-ref push writes a thousand of them before git may write a ref).
+CARRIED = ("ref", "old", "new", "verdict", "rule", "change", "kind", "component", "slot",
+           "version", "old_commit", "new_commit")
+
+
+def _decoded(state: dict) -> dict:
+    if isinstance(state, dict) and "decided" in state:
+        state["decided"] = [dict(zip(CARRIED, row)) if isinstance(row, list) else row
+                            for row in state["decided"]]
+    return state
+
+
 class LockTimeout(Exception):
     def __init__(self, components: list[str], holders: list[str]):
         super().__init__(", ".join(components))
@@ -123,7 +136,7 @@ class PushSession:
             path = os.path.join(run_dir, name)
             try:
                 with open(path, encoding="utf-8") as f:
-                    state = json.load(f)
+                    state = _decoded(json.load(f))
                 mtime = os.stat(path).st_mtime
             except (OSError, ValueError):
                 continue
@@ -154,7 +167,7 @@ class PushSession:
             return {}
         try:
             with open(self._file(self.owner), encoding="utf-8") as f:
-                return json.load(f)
+                return _decoded(json.load(f))
         except FileNotFoundError:
             return {}
 
@@ -167,9 +180,10 @@ class PushSession:
         self._change(push_id, lambda state: state.update(planned=planned,
                                                          push_options=push_options))
 
-    def record(self, push_id: str, decided: list[dict], push: dict) -> None:
-        """Add decided ref updates to this push's state (update mode calls it per ref);
-        ``push`` holds what is the same for all of them (who, which policy)."""
+    def record(self, push_id: str, decided: list[list], push: dict) -> None:
+        """Add decided ref updates, rows of CARRIED, to this push's state (update mode
+        calls it per ref); ``push`` holds what is the same for all of them (who, which
+        policy). Readers get each row back as a dict."""
         def change(state: dict) -> None:
             state.setdefault("decided", []).extend(decided)
             state.setdefault("push", push)
@@ -216,7 +230,7 @@ class PushSession:
                 if now - os.stat(path).st_mtime < STALE_AFTER:
                     continue
                 with open(path, encoding="utf-8") as f:
-                    found.append(json.load(f))
+                    found.append(_decoded(json.load(f)))
                 os.unlink(path)
             except (OSError, ValueError):
                 continue

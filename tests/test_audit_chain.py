@@ -454,3 +454,21 @@ def test_batch_rendering_equals_the_pipeline(records, share):
         fast = batch.render(record)
         if fast is not None:
             assert fast == _audit._template(record, ts)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.dictionaries(_KEYS, _VALUES, max_size=6),
+       st.lists(st.dictionaries(_KEYS, _VALUES, min_size=1, max_size=6), min_size=2,
+                max_size=5))
+def test_records_over_shared_keys_render_as_their_union(shared, records):
+    ts = "2026-11-22T00:00:00.000000Z"
+    assert len(_audit._templates(records, shared)) == len(records)
+    shape = [k for k in records[0] if k not in shared]  # one push: one shape, own keys
+    records = [{k: r.get(k) for k in shape} for r in records] if shape else records
+    batch = _audit._Batch(records, ts, shared)
+    for record in records:
+        fast = batch.render(record)
+        if shape and not (set(shape) | set(shared)) & {"ts", "seq"}:
+            assert fast is not None
+        if fast is not None:
+            assert fast == _audit._template({**shared, **record}, ts)
