@@ -29,7 +29,7 @@ from tagwarden.install import shim  # noqa: E402
 pytest_plugins = ("hosts",)  # session fixtures shared with the other host tests
 
 IDENTITY = ("alice", "GL_USER", LOOPBACK, "ssh")
-REPOS = ("tw-traditional", "tw-rejection", "tw-atomic", "tw-denied")
+REPOS = ("tw-traditional", "tw-rejection", "tw-atomic", "tw-denied", "tw-perms")
 
 GITOLITE_CONF = """\
 repo gitolite-admin
@@ -45,6 +45,19 @@ repo {repos}
 # bob may release versions of the component, not deploy it
 repo tw-denied
     RW+ refs/tags/{component}/v     =   bob
+
+# gitolite lets bob write everything; tagwarden's permissions decide who deploys
+repo tw-perms
+    RW+     =   bob
+    config  tagwarden.policyOverride        =   {perms}
+"""
+# alice releases and deploys; only alice may break glass; bob may do neither
+PERMS = """\
+groups: {release: [alice], sre: [alice], dev: [bob]}
+permissions:
+  - {action: create-version, allow: release}
+  - {action: [move-slot, delete-slot], allow: sre}
+overrides: {allow: sre}
 """
 
 
@@ -115,6 +128,9 @@ def gitolite_host(hosts_root, request):
     policy = dir / "policy.yaml"
     shutil.copy(ROOT / "policy" / "default.yaml", policy)
     policy.chmod(0o644)
+    perms = dir / "perms.yaml"
+    perms.write_text(PERMS)
+    perms.chmod(0o644)
 
     with sshd(dir / "sshd", GITOLITE_USER, home / ".ssh" / "authorized_keys", env,
               extra=f"SetEnv HOME={home}\n") as port:
@@ -126,7 +142,7 @@ def gitolite_host(hosts_root, request):
         for name in ("alice", "bob"):
             shutil.copy(f"{keys[name]}.pub", admin / "keydir" / f"{name}.pub")
         (admin / "conf" / "gitolite.conf").write_text(GITOLITE_CONF.format(
-            repos=" ".join(REPOS), policy=policy, component=C))
+            repos=" ".join(REPOS), policy=policy, component=C, perms=perms))
         run(["git", "add", "-A"], env=admin_env, cwd=admin)
         run(["git", "commit", "-q", "-m", "tagwarden repositories"], env=admin_env, cwd=admin)
         pushed = run(["git", "push", "origin", "HEAD"], env=admin_env, cwd=admin)
@@ -205,3 +221,34 @@ def test_gitolite_decides_access_after_tagwarden(scenario, gitolite_host):
     host = cl.push("--force", f"{C}/staging")
     assert host.ok, host.out
     assert scenario.server.ref(f"{C}/staging") == cl.rev(f"{C}/staging")
+
+
+@pytest.mark.parametrize("scenario", ["tw-perms"], indirect=True)
+def test_permissions_and_overrides_use_gitolites_identity(scenario, gitolite_host):
+    """GL_USER names the pusher; push options reach pre-receive over ssh."""
+    scenario.start()
+    scenario.release_next()
+    cl = scenario.client
+    cl.set_env("staging", "v1.1.0")
+    before = scenario.server.refs()
+    denied = cl.push("--force", f"{C}/staging", env=gitolite_host.env("bob"))
+    assert not denied.ok
+    assert "    rule permission: bob (identity from GL_USER, in group dev) may not move " \
+           f"staging of {C}; group sre may (permissions[1])" in denied.remote, denied.out
+    assert scenario.server.refs() == before
+
+    cl.set_env("production", "v1.1.0")  # staging still holds v1.0.0: out of order
+    asked = cl.push("--force", "-o", "tagwarden.override=promotion-order", "-o",
+                    "tagwarden.reason=INC-7 over ssh", f"{C}/production",
+                    env=gitolite_host.env("bob"))
+    assert not asked.ok and "rule override-denied: bob (identity from GL_USER) asked to " \
+        "override promotion-order" in asked.out
+    done = cl.push("--force", "-o", "tagwarden.override=promotion-order", "-o",
+                   "tagwarden.reason=INC-7 over ssh", f"{C}/production")
+    assert done.ok, done.out
+    assert scenario.server.ref(f"{C}/production") == cl.rev(f"{C}/production")
+    last = scenario.server.audit("decision")[-1]
+    assert (last["pusher"], last["pusher_source"], last["decision"], last["override"]) == \
+        ("alice", "GL_USER", "override", {"asked": ["promotion-order"],
+                                          "reason": "INC-7 over ssh",
+                                          "passed": ["promotion-order"]})
