@@ -195,7 +195,10 @@ class Ledger:
         """Every entry, oldest first."""
         batches = []
         for commit in self.repo.walk(self.head.id, pygit2.enums.SortMode.TOPOLOGICAL):
-            batches.append(ledger.entries_of(commit.message))
+            text = commit.message
+            if ledger.in_tree(text) and ledger.BATCH_FILE in commit.tree:
+                text = commit.tree[ledger.BATCH_FILE].data.decode("utf-8")
+            batches.append(ledger.entries_of(text))
         return [e for batch in reversed(batches) for e in batch]
 
     def current(self) -> dict[str, dict]:
@@ -289,6 +292,9 @@ class LedgerWriter:
         entries = written
         if audit_head is not None:
             changes["audit"] = repo.create_blob(json.dumps(audit_head, sort_keys=True).encode())
+        # a big batch's entries live in the tree; a small one's in the message only
+        changes[ledger.BATCH_FILE] = repo.create_blob(ledger.batch(entries).encode()) \
+            if len(entries) > ledger.INLINE_MAX else None
         tree = _write_tree(repo, base, changes)
         stamp = int(when if when is not None else (entries[-1]["epoch"] if entries else 0))
         sig = pygit2.Signature("tagwarden", "tagwarden@localhost", stamp, 0)
@@ -307,14 +313,18 @@ class LedgerWriter:
         mark(d, "commits", e["new_commit"], e["epoch"])
 
 
-def _write_tree(repo, base, changes: Mapping[str, pygit2.Oid]) -> pygit2.Oid:
-    """``base`` with the blobs at ``changes`` (paths with slashes) put in place."""
+def _write_tree(repo, base, changes: Mapping[str, Optional[pygit2.Oid]]) -> pygit2.Oid:
+    """``base`` with the blobs at ``changes`` (paths with slashes) put in place; a
+    top-level name mapped to None is removed."""
     builder = repo.TreeBuilder(base) if base is not None else repo.TreeBuilder()
     below: dict[str, dict] = {}
     for path, oid in changes.items():
         head, sep, rest = path.partition("/")
         if sep:
             below.setdefault(head, {})[rest] = oid
+        elif oid is None:
+            if builder.get(head) is not None:
+                builder.remove(head)
         else:
             builder.insert(head, oid, FileMode.BLOB)
     for head, sub in below.items():

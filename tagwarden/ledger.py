@@ -7,7 +7,10 @@ replica that copies the repository's refs carries it. Each commit is one batch (
 push as post-receive saw it land, or the seed made at install):
 
 * its message holds the batch's entries, one JSON object per line (``git log`` of the
-  ref reads like a journal);
+  ref reads like a journal); a batch of more than INLINE_MAX entries (the seed of a big
+  repository, a big push) is kept in ``batch.jsonl`` of its tree instead, and the
+  message says so: every push reads the newest commit to find the tree, and a
+  100,000-entry message took half a second to read;
 * its tree is an index the hooks look things up in without reading the journal::
 
       tags/<tag>/current                   {"value", "commit", "version", "since", "at", ...}
@@ -26,6 +29,8 @@ from typing import Iterable, Optional
 
 LEDGER_REF = "refs/tagwarden/ledger"
 SUMMARY = "tagwarden ledger: "
+INLINE_MAX = 200  # entries kept in a commit message; more go to BATCH_FILE
+BATCH_FILE = "batch.jsonl"
 
 # what an entry says happened, by the engine's change and verdict
 SEED, OUTSIDE = "seed", "outside"  # present at install; moved without passing the hooks
@@ -107,13 +112,25 @@ def message(entries: list[dict]) -> str:
     head = f"{SUMMARY}{len(entries)} entr{'y' if len(entries) == 1 else 'ies'}"
     if len(refs) == 1:
         head += f" ({refs[0][len('refs/tags/'):]})"
-    body = "\n".join(json.dumps(e, sort_keys=True, separators=(",", ":")) for e in entries)
-    return f"{head}\n\n{body}\n"
+    if len(entries) > INLINE_MAX:
+        return f"{head}\n\nThe entries are in {BATCH_FILE} of this commit's tree.\n"
+    return f"{head}\n\n{batch(entries)}"
+
+
+def batch(entries: list[dict]) -> str:
+    """The entries as JSON lines (a message's body, or BATCH_FILE)."""
+    return "".join(json.dumps(e, sort_keys=True, separators=(",", ":")) + "\n"
+                   for e in entries)
+
+
+def in_tree(msg: str) -> bool:
+    """The commit keeps its entries in BATCH_FILE, not in its message."""
+    return f"are in {BATCH_FILE} of this commit's tree" in msg.partition("\n\n")[2][:200]
 
 
 def entries_of(msg: str) -> list[dict]:
-    """The entries of one ledger commit's message, in order."""
-    _, _, body = msg.partition("\n\n")
+    """The entries of one ledger commit's message (or of its BATCH_FILE), in order."""
+    _, _, body = msg.partition("\n\n") if not msg.startswith("{") else ("", "", msg)
     return [json.loads(line) for line in body.splitlines() if line.startswith("{")]
 
 

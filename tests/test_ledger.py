@@ -98,6 +98,32 @@ def test_a_repository_with_tags_gets_a_seeded_ledger_at_install(tmp_path, mode):
     assert srv.install(mode) == []  # again: nothing to do
 
 
+def test_a_big_batch_keeps_its_entries_in_the_tree_and_the_commit_small(tmp_path, mode):
+    """Every push reads the newest ledger commit: a seed of many tags keeps its entries
+    in batch.jsonl of the tree, and the next batch, small, in its message again."""
+    from tagwarden import ledger
+
+    srv = Server(tmp_path / "big.git")
+    cl = Clone(srv, tmp_path / "big-clone")
+    cl.commit()
+    n = ledger.INLINE_MAX + 5
+    for i in range(n):
+        cl.git("tag", f"components/prompts/c{i}/v1.0.0")
+    assert cl.push("HEAD:refs/heads/main", "--tags").ok  # no hooks yet
+    srv.install(mode)
+    message = git("log", "-1", "--format=%B", LEDGER, cwd=srv.path).stdout
+    assert message.startswith(f"tagwarden ledger: {n} entries\n")
+    assert len(message) < 200 and "batch.jsonl" in message
+    assert git("cat-file", "-e", f"{LEDGER}:batch.jsonl", cwd=srv.path, check=False) \
+        .returncode == 0
+    cl.commit()
+    released(cl, "v1.0.1", component="components/prompts/c0")
+    assert [e["decision"] for e in entries(srv)] == ["seed"] * n + ["create"]
+    assert git("cat-file", "-e", f"{LEDGER}:batch.jsonl", cwd=srv.path, check=False) \
+        .returncode != 0  # a small batch is in its message, and the big one's file is gone
+    assert '"decision":"create"' in git("log", "-1", "--format=%B", LEDGER, cwd=srv.path).stdout
+
+
 def test_a_repository_without_a_ledger_starts_one_at_its_first_push(server, clone):
     released(clone, "v1.0.0")
     server.settle()
