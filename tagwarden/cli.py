@@ -2,7 +2,7 @@
 
     tagwarden install [--mode pre-receive|update] [--layout auto|plain|gitea|gitlab|gitolite]
                       [--policy FILE] [--policy-override FILE] [--gitolite-local-code DIR]
-                      [--dry-run] (REPO... | --all ROOT)
+                      [--server-side] [--dry-run] (REPO... | --all ROOT)
     tagwarden uninstall [--dry-run] [--gitolite-local-code DIR] (REPO... | --all ROOT)
     tagwarden policy check FILE... [--override FILE]
     tagwarden judge REPO [--policy FILE] [--override FILE]   < "OLD NEW REF" lines  (no audit)
@@ -45,6 +45,9 @@ def main(argv: Optional[list[str]] = None) -> int:
                    help="override layered over the policy (tagwarden.policyOverride)")
     p.add_argument("--gitolite-local-code", metavar="DIR",
                    help="gitolite's LOCAL_CODE: the shims for gitolite repositories go there")
+    p.add_argument("--server-side", action="store_true",
+                   help="also judge tag changes made on the server itself (git tag -d, "
+                        "git update-ref): a reference-transaction hook; plain layout only")
     _targets_arguments(p)
 
     p = sub.add_parser("uninstall", help="remove the hooks, restoring the ones kept")
@@ -115,7 +118,8 @@ def _targets(args) -> tuple[list[tuple[str, Optional[str]]], int]:
 
 
 def _install(args) -> int:
-    from .install import InstallError, as_owner, detect_layout, install
+    from .install import (InstallError, as_owner, detect_layout, install,
+                          server_side_unsupported)
 
     targets, status = _targets(args)
     if status == 2:
@@ -127,13 +131,17 @@ def _install(args) -> int:
     gitolite = []
     for repo, root in targets:
         layout = args.layout if args.layout != "auto" else detect_layout(repo)[0]
+        if layout == "gitolite" and args.server_side:
+            print(f"tagwarden: {server_side_unsupported(repo, layout)}", file=sys.stderr)
+            status = 1
+            continue
         if layout == "gitolite":
             gitolite.append((repo, root))
             continue
         try:
             done = as_owner(repo, install, repo, args.mode, args.policy, dry_run=args.dry_run,
                             layout=layout, policy_override=args.policy_override,
-                            check_python=sys.executable)
+                            server_side=args.server_side, check_python=sys.executable)
         except InstallError as exc:
             print(f"tagwarden: {exc}", file=sys.stderr)
             status = 1

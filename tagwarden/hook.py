@@ -85,6 +85,7 @@ def _ours(update: RefUpdate) -> bool:
 
 
 class HookRun:
+    noun = "push"  # what a refusal refuses, in the reader's words
     def __init__(self, mode: str, args: list[str], stdin: bytes, hooks_dir: Optional[str],
                  receive_pack: Optional[str] = None):
         self.mode, self.args, self.stdin, self.hooks_dir = mode, args, stdin, hooks_dir
@@ -246,7 +247,7 @@ class HookRun:
                            push)
         elif self.mode == "pre-receive":
             session.release()
-        lines = messages.report(decisions)
+        lines = messages.report(decisions, self.noun)
         if lines:
             print("\n".join(lines), file=sys.stderr)
         return 0 if accepted else 1
@@ -453,7 +454,8 @@ class HookRun:
                 self.session().release()
             except OSError:
                 pass
-        print("\n".join(messages.failure(exc.what, exc.detail)), file=sys.stderr)
+        print("\n".join(messages.failure(exc.what, exc.detail, noun=self.noun)),
+              file=sys.stderr)
         return 1
 
     def _refusal_record(self, u: RefUpdate, exc: Rejected) -> dict:
@@ -484,9 +486,8 @@ class HookRun:
             except Exception:
                 pass
         what = "internal error" if fatal else "internal error after the push (refs are written)"
-        print("\n".join(messages.failure(what, f"the details are in {where}; tell your git "
-                                               "admin the incident id", incident)),
-              file=sys.stderr)
+        detail = f"the details are in {where}; tell your git admin the incident id"
+        print("\n".join(messages.failure(what, detail, incident, self.noun)), file=sys.stderr)
         return 1 if fatal else 0
 
     def _incident_file(self, incident: str) -> str:

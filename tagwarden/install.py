@@ -13,6 +13,8 @@ gitea, gitlab
     directory of its own there (``tagwarden/NAME``, so the hooks of one push find each
     other as in git's hooks directory) and one entry ``NAME.d/tagwarden`` per hook that
     execs the shim. The host's own files are never touched.
+    ``--server-side`` adds ``hooks/reference-transaction`` (plain only), which judges tag
+    changes made on the server itself (tagwarden.server_side; docs/server-side.md).
 gitolite
     Nothing in the repository: gitolite rewrites its hooks. The shims go to gitolite's
     ``LOCAL_CODE/hooks/repo-specific/`` and the admin wires them in with ``option
@@ -41,6 +43,12 @@ MARKER = "tagwarden-managed hook"
 MODES = {"pre-receive": ("pre-receive", "post-receive"),
          "update": ("pre-receive", "update", "post-receive")}
 ALL_HOOKS = ("pre-receive", "update", "post-receive")
+SERVER_SIDE = "reference-transaction"  # --server-side, plain layout only
+PLAIN_HOOKS = ALL_HOOKS + (SERVER_SIDE,)
+# receive.advertisePushOptions as it was in the repository's own config before the
+# install set it (SAVED_UNSET: not set there); uninstall puts it back
+SAVED_PUSH_OPTIONS = "tagwarden.saved.advertisePushOptions"
+SAVED_UNSET = "--unset"
 LAYOUTS = ("plain", "gitea", "gitlab", "gitolite")
 OWN_DIR = "tagwarden"    # the shims' directory in the gitea and gitlab layouts
 D_ENTRY = "tagwarden"    # their entry in each NAME.d/
@@ -183,16 +191,20 @@ def detect_layout(repo: str) -> tuple[str, str]:
 
 def install(repo: str, mode: str = "pre-receive", policy: Optional[str] = None,
             python: str = sys.executable, dry_run: bool = False, layout: str = "plain",
-            policy_override: Optional[str] = None) -> list[str]:
+            policy_override: Optional[str] = None, server_side: bool = False) -> list[str]:
     """Install into one repository; return what was (or would be) done. Layouts plain,
     gitea and gitlab; gitolite repositories are wired in by gitolite.conf instead
-    (``gitolite_shims``, ``gitolite_conf``)."""
+    (``gitolite_shims``, ``gitolite_conf``). ``server_side`` adds the
+    reference-transaction hook (plain only); without it, one installed before is
+    removed, as the shims of the other mode are."""
     repo = os.path.abspath(repo)
     if layout == "gitolite":
         raise InstallError(f"{repo}: gitolite runs its repositories' hooks; tagwarden "
                            "writes nothing into them (see gitolite_shims)")
     if layout not in LAYOUTS:
         raise InstallError(f"{repo}: unknown layout {layout!r}")
+    if server_side and layout != "plain":
+        raise InstallError(server_side_unsupported(repo, layout))
     if layout == "gitlab" and mode == "update":
         raise InstallError(f"{repo}: GitLab runs custom hooks from Gitaly, not under "
                            "git-receive-pack, so the update hooks of one push cannot find "
@@ -209,16 +221,17 @@ def install(repo: str, mode: str = "pre-receive", policy: Optional[str] = None,
     gitea_hooks = os.path.join(repo, "hooks")
     gitlab_hooks = os.path.join(repo, "custom_hooks")
     if layout == "plain":
-        _check_plain(hooks, MODES[mode])
+        names = MODES[mode] + ((SERVER_SIDE,) if server_side else ())
+        _check_plain(hooks, names)
         _remove_d(gitea_hooks, ALL_HOOKS, done, dry_run, prune=False)
         _remove_d(gitlab_hooks, ALL_HOOKS, done, dry_run, prune=True)
-        _install_plain(hooks, mode, python, done, dry_run)
+        _install_plain(hooks, names, python, done, dry_run)
     else:
         base = gitea_hooks if layout == "gitea" else gitlab_hooks
         _check_d(base, MODES[mode])
         if layout == "gitea":
             _check_dispatchers(gitea_hooks, MODES[mode])
-        _remove_plain(hooks, ALL_HOOKS, done, dry_run)
+        _remove_plain(hooks, PLAIN_HOOKS, done, dry_run)
         if layout == "gitea":
             _remove_d(gitlab_hooks, ALL_HOOKS, done, dry_run, prune=True)
         else:
@@ -226,7 +239,15 @@ def install(repo: str, mode: str = "pre-receive", policy: Optional[str] = None,
         _install_d(base, mode, python, done, dry_run)
     for key, value in settings.items():
         if _git_config(repo, key) != value:
-            done.append(f"git config {key} {value}")
+            note = ""
+            if key == "receive.advertisePushOptions":
+                before = _git_config(repo, key, local=True)
+                note = f" (was {before})" if before is not None else ""
+                if not dry_run and _git_config(repo, SAVED_PUSH_OPTIONS, local=True) is None:
+                    subprocess.run(["git", "config", "--local", SAVED_PUSH_OPTIONS,
+                                    SAVED_UNSET if before is None else before],
+                                   cwd=repo, check=True)
+            done.append(f"git config {key} {value}{note}")
             if not dry_run:
                 subprocess.run(["git", "config", key, value], cwd=repo, check=True)
     done += _start_ledger(repo, dry_run, settings)
@@ -238,10 +259,44 @@ def uninstall(repo: str, dry_run: bool = False) -> list[str]:
     repo = os.path.abspath(repo)
     hooks = hooks_dir(repo)
     done: list[str] = []
-    _remove_plain(hooks, ALL_HOOKS, done, dry_run)
+    _remove_plain(hooks, PLAIN_HOOKS, done, dry_run)
     _remove_d(os.path.join(repo, "hooks"), ALL_HOOKS, done, dry_run, prune=False)
     _remove_d(os.path.join(repo, "custom_hooks"), ALL_HOOKS, done, dry_run, prune=True)
+    _restore_push_options(repo, done, dry_run)
     return done
+
+
+def server_side_unsupported(repo: str, layout: str) -> str:
+    why = {"gitea": "Gitea changes tags itself (web UI, API, mirrors) as its service user, "
+                    "so the hook could neither tell its users apart nor let them bypass",
+           "gitlab": "Gitaly runs git with hooks of its own, so a reference-transaction "
+                     "hook in the repository would never run",
+           "gitolite": "gitolite owns the repository's hooks, and tagwarden writes nothing "
+                       "into its repositories"}.get(layout, f"layout {layout}")
+    return (f"{repo}: --server-side is for plain repositories only: {why} "
+            "(docs/server-side.md)")
+
+
+def _restore_push_options(repo: str, done: list[str], dry_run: bool) -> None:
+    """receive.advertisePushOptions back to what it was before the install set it."""
+    key = "receive.advertisePushOptions"
+    saved = _git_config(repo, SAVED_PUSH_OPTIONS, local=True)
+    if saved is None:
+        return
+    if saved == SAVED_UNSET:
+        done.append(f"git config --unset {key} (as before the install)")
+        command = ["--unset-all", key]
+    else:
+        done.append(f"git config {key} {saved} (as before the install)")
+        command = [key, saved]
+    if not dry_run:
+        out = subprocess.run(["git", "config", "--local", *command], cwd=repo,
+                             capture_output=True, text=True)
+        if out.returncode not in (0, 5):  # 5: already unset
+            raise InstallError(f"{repo}: git config {' '.join(command)}: "
+                               f"{out.stderr.strip()}")
+        subprocess.run(["git", "config", "--local", "--remove-section",
+                        SAVED_PUSH_OPTIONS.rsplit(".", 1)[0]], cwd=repo, capture_output=True)
 
 
 def _check_plain(hooks: str, names: Iterable[str]) -> None:
@@ -253,10 +308,10 @@ def _check_plain(hooks: str, names: Iterable[str]) -> None:
                                "merge them by hand first")
 
 
-def _install_plain(hooks: str, mode: str, python: str, done: list[str],
+def _install_plain(hooks: str, names: tuple[str, ...], python: str, done: list[str],
                    dry_run: bool) -> None:
-    _remove_plain(hooks, [n for n in ALL_HOOKS if n not in MODES[mode]], done, dry_run)
-    for name in MODES[mode]:
+    _remove_plain(hooks, [n for n in PLAIN_HOOKS if n not in names], done, dry_run)
+    for name in names:
         path = os.path.join(hooks, name)
         chained = path + CHAINED_SUFFIX
         if os.path.lexists(path) and not is_ours(path):
@@ -411,9 +466,11 @@ def _start_ledger(repo: str, dry_run: bool, settings: dict) -> list[str]:
             f"tag{'' if count == 1 else 's'}"]
 
 
-def _git_config(repo: str, key: str) -> Optional[str]:
-    out = subprocess.run(["git", "config", "--get", key], cwd=repo, capture_output=True,
-                         text=True)
+def _git_config(repo: str, key: str, local: bool = False) -> Optional[str]:
+    """The value git reads in ``repo`` (with ``local``: of the repository's own config
+    only); None when unset."""
+    out = subprocess.run(["git", "config", *(["--local"] if local else []), "--get", key],
+                         cwd=repo, capture_output=True, text=True)
     return out.stdout.strip() if out.returncode == 0 else None
 
 

@@ -12,13 +12,15 @@ _STALE_RULES = {"version-immutable", "env-version-mismatch", "unmanaged-immutabl
                 "env-stale"}
 
 
-def report(decisions: Iterable[Decision]) -> list[str]:
+def report(decisions: Iterable[Decision], noun: str = "push") -> list[str]:
+    """``noun``: what was refused, as the reader knows it ("push"; "change" for a
+    change made on the server itself)."""
     judged = [d for d in decisions if d.name.audited]
     rejected = [d for d in judged if d.verdict == REJECTED]
     lines: list[str] = []
     if rejected:
         broken = [d for d in rejected if d.rule != "atomic-push"]
-        lines.append(f"{PREFIX} push rejected: {len(broken)} of {len(judged)} ref updates "
+        lines.append(f"{PREFIX} {noun} rejected: {len(broken)} of {len(judged)} ref updates "
                      "break the policy")
         for d in broken:
             lines += _rejection(d)
@@ -65,7 +67,7 @@ def _rejection(d: Decision) -> list[str]:
     return out
 
 
-def failure(what: str, detail: str, incident: str = "") -> list[str]:
+def failure(what: str, detail: str, incident: str = "", noun: str = "push") -> list[str]:
     """A push rejected for a reason that is not the pusher's fault."""
     tail = f" (incident {incident})" if incident else ""
-    return [f"{PREFIX} push rejected: {printable(what)}{tail}", f"  {printable(detail)}"]
+    return [f"{PREFIX} {noun} rejected: {printable(what)}{tail}", f"  {printable(detail)}"]

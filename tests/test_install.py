@@ -66,7 +66,8 @@ def test_dry_run_over_a_foreign_hook_says_it_would_keep_it_and_changes_nothing(b
     assert uninstall(str(bare.path), dry_run=True) == [
         f"remove {hooks}/pre-receive",
         f"restore {hooks}/pre-receive from {hooks}/pre-receive.tagwarden-chained",
-        f"remove {hooks}/update", f"remove {hooks}/post-receive"]
+        f"remove {hooks}/update", f"remove {hooks}/post-receive",
+        "git config --unset receive.advertisePushOptions (as before the install)"]
     assert is_ours(str(hooks / "update"))
 
 
