@@ -41,7 +41,6 @@ def setup(tmp_path, mode):
     policy = tmp_path / "policy.yaml"
     policy.write_text(POLICY)
     server, clone = make_server(tmp_path, mode, policy)
-    git("config", "receive.advertisePushOptions", "true", cwd=server.path)  # TEMP until install sets it
     return server, clone
 
 
@@ -236,3 +235,20 @@ def test_versions_only_from_release_branches(tmp_path, mode):
     # the branch and the version in one push: the branch counts as it stands after it
     assert clone.push("HEAD:refs/heads/release/1.1", f"{C}/v1.1.0").ok
     assert server.commit_of(f"{C}/v1.1.0") == feature
+
+
+def test_update_mode_without_its_planning_pre_receive_sees_no_override(tmp_path):
+    """git gives push options to pre-receive, never to update. Where only tagwarden's
+    update hook runs (its planning pre-receive removed), an override request cannot be
+    seen: the rule refuses as it would without one, and says nothing of the request."""
+    policy = tmp_path / "policy.yaml"
+    policy.write_text(POLICY)
+    server, clone = make_server(tmp_path, "update", policy)
+    production = _out_of_order(clone)
+    (server.path / "hooks" / "pre-receive").unlink()
+    push = clone.push("--force", "-o", "tagwarden.override=promotion-order",
+                      "-o", "tagwarden.reason=INC-9", production, env=as_user("sam"))
+    assert not push.ok
+    assert "rule promotion-order" in "\n".join(push.remote)
+    record = [r for r in server.audit("decision") if r["ref"].endswith("production")][-1]
+    assert record["push_options"] == [] and "override" not in record
