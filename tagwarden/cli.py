@@ -5,7 +5,8 @@
                       [--server-side] [--dry-run] (REPO... | --all ROOT)
     tagwarden uninstall [--dry-run] [--gitolite-local-code DIR] (REPO... | --all ROOT)
     tagwarden policy check FILE... [--override FILE]
-    tagwarden judge REPO [--policy FILE] [--override FILE]   < "OLD NEW REF" lines  (no audit)
+    tagwarden policy test POLICY REPO [--override FILE] [--json] [--no-history]   (dryrun.py)
+    tagwarden judge REPO [--policy FILE] [--override FILE] [--as NAME]   < "OLD NEW REF" lines
     tagwarden rules
     tagwarden demo [DIR]
     tagwarden audit [FILTERS] [--json] | audit verify       (auditlog.py)
@@ -61,19 +62,30 @@ def main(argv: Optional[list[str]] = None) -> int:
     c.add_argument("files", nargs="+", metavar="FILE")
     c.add_argument("--override", metavar="FILE",
                    help="check each FILE with this override layered on top")
+    t = psub.add_parser("test", help="what a candidate policy would have refused: the "
+                        "repository's tags now, and its ledger's history")
+    t.add_argument("policy", metavar="POLICY")
+    t.add_argument("repo", metavar="REPO")
+    t.add_argument("--override", metavar="FILE", help="an override layered over POLICY")
+    t.add_argument("--json", action="store_true", help="one JSON object per finding")
+    t.add_argument("--history", action=argparse.BooleanOptionalAction, default=True,
+                   help="replay the ledger's history too (default)")
 
     p = sub.add_parser("judge", help="judge ref updates read from stdin, as pre-receive would")
     p.add_argument("repo", metavar="REPO")
     p.add_argument("--policy", help="policy file (default: the repository's)")
     p.add_argument("--override", metavar="FILE",
                    help="policy override (default: the repository's, unless --policy)")
+    p.add_argument("--as", dest="pusher", metavar="NAME",
+                   help="judge as this pusher (permissions); without it permissions are "
+                        "not checked")
 
     sub.add_parser("rules", help="list the rule ids")
 
     p = sub.add_parser("demo", help="replay a short session against a demo repository")
     p.add_argument("dir", nargs="?", default="demo")
 
-    handlers = {"install": _install, "uninstall": _uninstall, "policy": _policy_check,
+    handlers = {"install": _install, "uninstall": _uninstall, "policy": _policy,
                 "judge": _judge, "rules": _rules, "demo": _demo}
     # the auditor's commands live in their own modules; each adds its parsers and
     # returns {command: handler}
@@ -228,6 +240,15 @@ def _uninstall(args) -> int:
     return status
 
 
+def _policy(args) -> int:
+    if args.policy_command == "test":
+        from .dryrun import run
+
+        return run(args.policy, args.repo, sys.stdout, history=args.history,
+                   as_json=args.json, override_path=args.override)
+    return _policy_check(args)
+
+
 def _policy_check(args) -> int:
     import hashlib
 
@@ -268,7 +289,7 @@ def _judge(args) -> int:
     from .gitview import GitView
     from .hook import HookInputError, parse_updates
     from .install import load_policy_files, policy_paths
-    from .model import PushContext
+    from .model import Identity, PushContext
     from .policy import PolicyError
 
     path, override = policy_paths(args.repo)
@@ -282,8 +303,9 @@ def _judge(args) -> int:
     except (OSError, UnicodeDecodeError, PolicyError, HookInputError) as exc:
         print(f"tagwarden: {exc}", file=sys.stderr)
         return 2
+    pusher = Identity(args.pusher, "--as") if args.pusher else None
     decisions = decide(policy, GitView(args.repo), updates,
-                       PushContext("check", atomic=True))
+                       PushContext("check", atomic=True, pusher=pusher))
     for line in messages.report(decisions):
         print(line)
     return 0 if all(d.accepted for d in decisions) else 1

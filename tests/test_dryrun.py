@@ -275,3 +275,22 @@ def test_permissions_are_judged_with_the_pushers_of_the_time(repo, tmp_path):
         [("history", "bob", f"{C}/production", "permission")] * 2
     assert got[0]["reason"].startswith("bob (identity from REMOTE_USER, in no group) may not "
                                        f"move production of {C}; group sre may")
+
+
+# ---- the command line -----------------------------------------------------------------
+
+def test_the_cli_runs_it(repo, tmp_path):
+    import subprocess
+    import sys
+
+    candidate = tmp_path / "candidate.yaml"
+    candidate.write_text(CANARY)
+    out = subprocess.run([sys.executable, "-m", "tagwarden.cli", "policy", "test", str(candidate),
+                          str(repo), "--json"], capture_output=True, text=True)
+    assert out.returncode == 1, out.stderr
+    got = [json.loads(line) for line in out.stdout.splitlines()]
+    assert {r["rule"] for r in got} == {"promotion-order"}
+    same = subprocess.run([sys.executable, "-m", "tagwarden.cli", "policy", "test",
+                           str(POLICIES / "default.yaml"), str(repo), "--no-history"],
+                          capture_output=True, text=True)
+    assert same.returncode == 0 and "history: not replayed (--no-history)" in same.stdout

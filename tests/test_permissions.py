@@ -252,3 +252,25 @@ def test_update_mode_without_its_planning_pre_receive_sees_no_override(tmp_path)
     assert "rule promotion-order" in "\n".join(push.remote)
     record = [r for r in server.audit("decision") if r["ref"].endswith("production")][-1]
     assert record["push_options"] == [] and "override" not in record
+
+
+def test_judge_checks_permissions_only_for_a_named_pusher(setup):
+    import subprocess
+    import sys
+
+    server, clone = setup
+    commit = clone.commit()
+    assert clone.push("HEAD:refs/heads/main").ok
+    line = f"{'0' * 40} {commit} refs/tags/{C}/v1.0.0\n"
+
+    def judge(*extra):
+        return subprocess.run([sys.executable, "-m", "tagwarden.cli", "judge",
+                               str(server.path), *extra], input=line, capture_output=True,
+                              text=True)
+
+    denied = judge("--as", "dana")
+    assert denied.returncode == 1
+    assert "rule permission: dana (identity from --as, in group deployers) may not create " \
+           "versions" in denied.stdout
+    assert judge("--as", "rita").returncode == 0
+    assert judge().returncode == 0  # no identity: permissions are not checked
