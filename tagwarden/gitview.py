@@ -10,7 +10,7 @@ import fcntl
 import json
 import os
 import subprocess
-from typing import Iterable, Mapping, Optional
+from typing import Mapping, Optional
 
 import pygit2
 from pygit2.enums import ConfigLevel, FileMode, ObjectType, Option, RepositoryOpenFlag

@@ -176,7 +176,7 @@ class HookRun:
         policy = self.load_policy()
         from .engine import decide
         from .gitview import GitView
-        from .model import ENVIRONMENT, REJECTED, Identity, PushContext
+        from .model import ENVIRONMENT, Identity, PushContext
         from .refname import classify
         from .session import LockTimeout
 
@@ -226,10 +226,7 @@ class HookRun:
             code = self.chain()
             if code != 0:
                 accepted = False
-                decisions = [d.but(verdict=REJECTED, rule="chained-hook", fix=(),
-                                   reason=f"the repository's earlier {self.mode} hook refused "
-                                          f"the push (exit {code})")
-                             if d.name.audited else d for d in decisions]
+                decisions = self.refused_by_chain(decisions, code)
         base = self._base()
         wait = round(waited * 1000)
         records = [self._fields(d, lock_wait_ms=wait) for d in decisions if d.name.audited]
@@ -507,6 +504,15 @@ class HookRun:
             return None
         path = os.path.join(self.hooks_dir, self.mode + CHAINED_SUFFIX)
         return path if os.access(path, os.X_OK) else None
+
+    def refused_by_chain(self, decisions: list, code: int) -> list:
+        """The decisions, each judged ref refused because the chained hook exited ``code``."""
+        from .model import REJECTED
+
+        return [d.but(verdict=REJECTED, rule="chained-hook", fix=(),
+                      reason=f"the repository's earlier {self.mode} hook refused the "
+                             f"{self.noun} (exit {code})")
+                if d.name.audited else d for d in decisions]
 
     def chain(self) -> int:
         path = self._chained_path()

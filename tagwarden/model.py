@@ -126,6 +126,14 @@ class RepoView(Protocol):
         (epoch seconds it has held that commit), last_commit (what a deleted ref
         held); None when the ledger has no record of it."""
 
+    def signature(self, oid: str, allowed_signers: str,
+                  revoked: Optional[str] = None) -> Signature:
+        """The signature of tag object ``oid``, verified as ``git verify-tag`` does
+        against the allowed-signers file (and the revoked keys)."""
+
+    def reachable(self, commit: str, tips: Sequence[str]) -> bool:
+        """Is ``commit`` one of ``tips`` or an ancestor of one of them?"""
+
 
 # ---- what the engine decides -------------------------------------------------------
 

@@ -201,7 +201,7 @@ class ServerSideRun(HookRun):
     def judge(self, updates: list) -> int:
         from . import messages
         from .engine import decide
-        from .model import ENVIRONMENT, REJECTED, Identity, PushContext
+        from .model import ENVIRONMENT, Identity, PushContext
         from .refname import classify
         from .session import LockTimeout, PushSession
 
@@ -241,10 +241,7 @@ class ServerSideRun(HookRun):
             code = self.chain()
             if code != 0:
                 accepted, reason = False, None
-                decisions = [d.but(verdict=REJECTED, rule="chained-hook", fix=(),
-                                   reason=f"the repository's earlier {self.mode} hook refused "
-                                          f"the change (exit {code})")
-                             if d.name.audited else d for d in decisions]
+                decisions = self.refused_by_chain(decisions, code)
         base = self._base()
         wait = round(waited * 1000)
         records = []

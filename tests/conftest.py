@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,20 +20,35 @@ POLICIES = ROOT / "policy"
 C = "components/prompts/extraction"  # the component of the scenarios
 
 
-@pytest.fixture(autouse=True)
-def git_env(tmp_path_factory, monkeypatch):
+GITCONFIG = ("[user]\n\tname = Dev Eloper\n\temail = dev@example.com\n"
+             "[init]\n\tdefaultBranch = main\n[advice]\n\tnestedTag = false\n"
+             "\tdetachedHead = false\n[protocol \"file\"]\n\tallow = always\n")
+
+
+def isolate_git(home: Path, monkeypatch) -> None:
     """A predictable git: no user or system config, fixed identity, quiet hints."""
-    home = tmp_path_factory.mktemp("home")
-    (home / ".gitconfig").write_text(
-        "[user]\n\tname = Dev Eloper\n\temail = dev@example.com\n"
-        "[init]\n\tdefaultBranch = main\n[advice]\n\tnestedTag = false\n"
-        "\tdetachedHead = false\n[protocol \"file\"]\n\tallow = always\n")
+    (home / ".gitconfig").write_text(GITCONFIG)
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.setenv("GIT_CONFIG_NOSYSTEM", "1")
     monkeypatch.delenv("XDG_CONFIG_HOME", raising=False)
     for var in ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_OBJECT_DIRECTORY",
                 "GIT_ALTERNATE_OBJECT_DIRECTORIES"):
         monkeypatch.delenv(var, raising=False)
+
+
+@pytest.fixture(autouse=True)
+def git_env(tmp_path_factory, monkeypatch):
+    isolate_git(tmp_path_factory.mktemp("home"), monkeypatch)
+
+
+@contextmanager
+def module_git_env(base: Path):
+    """git_env for a module-scoped fixture (git_env itself is per test)."""
+    home = base / "home"
+    home.mkdir()
+    with pytest.MonkeyPatch.context() as mp:
+        isolate_git(home, mp)
+        yield
 
 
 def git(*args, cwd, check=True, input=None, env=None) -> subprocess.CompletedProcess:

@@ -42,7 +42,7 @@ def judge(who, tag, old=Z, new=A):
     ("sam", f"{C}/staging", Z, A, False),
     ("sam", f"{C}/production", A, "b" * 40, True),
     ("sam", f"{C}/production", A, Z, True),
-    ("sam", f"logic/prompts/x/production", Z, A, False),  # components/* only
+    ("sam", "logic/prompts/x/production", Z, A, False),  # components/* only
     ("dana", f"{C}/canary-5", A, Z, False),          # no delete-slot entry for canaries
     ("anyone", f"{C}/dev", Z, A, True),              # "*"
     ("anyone", f"{C}/v1.0.0", A, "b" * 40, True),    # versions never move: not a permission

@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from conftest import POLICIES, C, Clone, Server, git, make_server
+from conftest import POLICIES, C, Clone, Server, git, make_server, module_git_env
 from tagwarden.dryrun import KEYS, run
 
 T0 = 1_800_000_000  # 2027-01-15T08:00:00Z
@@ -35,18 +35,7 @@ def ts(hours: float) -> str:
 def repo(tmp_path_factory):
     """The history's repository (path). Built once; the tests only read it."""
     base = tmp_path_factory.mktemp("dryrun")
-    home = base / "home"
-    home.mkdir()
-    (home / ".gitconfig").write_text(  # as conftest's git_env, which is per test
-        "[user]\n\tname = Dev Eloper\n\temail = dev@example.com\n"
-        "[init]\n\tdefaultBranch = main\n[advice]\n\tnestedTag = false\n"
-        "\tdetachedHead = false\n[protocol \"file\"]\n\tallow = always\n")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("HOME", str(home))
-        mp.setenv("GIT_CONFIG_NOSYSTEM", "1")
-        for var in ("XDG_CONFIG_HOME", "GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE",
-                    "GIT_OBJECT_DIRECTORY", "GIT_ALTERNATE_OBJECT_DIRECTORIES"):
-            mp.delenv(var, raising=False)
+    with module_git_env(base):
         server, clone = make_server(base, "pre-receive", name="app.git")
 
         def push(hours, who, *refs):

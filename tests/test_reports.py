@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import git, make_server
+from conftest import git, make_server, module_git_env
 from tagwarden.cli import main
 from tagwarden.gitview import open_ledger
 from tagwarden.reports import _ticks, render_html, slot_key
@@ -44,18 +44,7 @@ def ts(h: float) -> str:
 def demo(tmp_path_factory):
     """The demo ledger: (server, clone). Built once; the tests only read it."""
     base = tmp_path_factory.mktemp("reports")
-    home = base / "home"
-    home.mkdir()
-    (home / ".gitconfig").write_text(  # as conftest's git_env, which is per test
-        "[user]\n\tname = Dev Eloper\n\temail = dev@example.com\n"
-        "[init]\n\tdefaultBranch = main\n[advice]\n\tnestedTag = false\n"
-        "\tdetachedHead = false\n[protocol \"file\"]\n\tallow = always\n")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("HOME", str(home))
-        mp.setenv("GIT_CONFIG_NOSYSTEM", "1")
-        for var in ("XDG_CONFIG_HOME", "GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE",
-                    "GIT_OBJECT_DIRECTORY", "GIT_ALTERNATE_OBJECT_DIRECTORIES"):
-            mp.delenv(var, raising=False)
+    with module_git_env(base):
         server, clone = make_server(base, "pre-receive", name="app.git")
 
         def push(h, who, *refs):
