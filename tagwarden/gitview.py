@@ -48,16 +48,22 @@ class GitView:
     # ---- the ledger (refs/tagwarden/ledger): what each managed tag held --------------
 
     def _ledger_get(self, path: str):
-        if self._ledger is _UNREAD:
-            self._ledger = _ledger_tree(self.repo)
         if self._ledger is None or path not in self._ledger:
             return None
         return self._ledger[path]
 
+    def _dir(self, ref: str) -> Optional[str]:
+        """The ledger's directory of ``ref``; None without a ledger."""
+        if self._ledger is _UNREAD:
+            self._ledger = _ledger_tree(self.repo)
+            self._layout = _layout(self._ledger)
+        return ledger.ref_dir(ref, self._layout) if self._ledger is not None else None
+
     def recorded(self, ref: str) -> Optional[dict]:
-        if self._ledger is None:  # read, and there is none: nothing was recorded
+        d = self._dir(ref)
+        if d is None:  # no ledger: nothing was recorded
             return None
-        blob = self._ledger_get(f"{ledger.ref_dir(ref)}/current")
+        blob = self._ledger_get(f"{d}/current")
         return json.loads(blob.data) if blob is not None else None
 
     def held_before(self, ref: str, oid: str, own_tag_object: bool) -> Optional[bool]:
@@ -67,7 +73,7 @@ class GitView:
         sit in quarantine, which a repository opened plainly does not see."""
         record = self.recorded(ref)
         if record is not None:
-            if self._ledger_get(f"{ledger.ref_dir(ref)}/{ledger.fanout('values', oid)}"):
+            if self._ledger_get(f"{self._dir(ref)}/{ledger.fanout('values', oid)}"):
                 return True
             if record.get("complete"):
                 return False
@@ -80,7 +86,7 @@ class GitView:
     def held_commit(self, ref: str, commit: str) -> Optional[bool]:
         if self.recorded(ref) is None:
             return None
-        return self._ledger_get(f"{ledger.ref_dir(ref)}/{ledger.fanout('commits', commit)}") \
+        return self._ledger_get(f"{self._dir(ref)}/{ledger.fanout('commits', commit)}") \
             is not None
 
     def ref(self, name: str) -> Optional[str]:
@@ -180,6 +186,10 @@ def _expected(allowed_signers: str, shown: int = 6) -> str:
 
 # ---- the ledger: reading it whole, and appending to it -------------------------------
 
+def _layout(tree) -> str:
+    return ledger.LAYOUT if tree is None or ledger.LAYOUT_FILE in tree else "1"
+
+
 def _ledger_tree(repo: pygit2.Repository):
     ref = repo.references.get(ledger.LEDGER_REF)
     return repo[ref.target].peel(pygit2.Tree) if ref is not None else None
@@ -214,7 +224,10 @@ class Ledger:
                     walk(self.repo[item.id], f"{path}/{item.name}" if path else item.name)
 
         tags = self.head.tree["tags"] if "tags" in self.head.tree else None
-        if tags is not None:
+        if tags is not None and _layout(self.head.tree) == ledger.LAYOUT:
+            for fan in tags:  # tags/<xx>/<tag>
+                walk(self.repo[fan.id], "")
+        elif tags is not None:
             walk(tags, "")
         return out
 
@@ -260,7 +273,10 @@ class LedgerWriter:
         ref = repo.references.get(ledger.LEDGER_REF)
         parent = repo[ref.target].peel(pygit2.Commit) if ref is not None else None
         base = parent.tree if parent is not None else None
-        changes: dict[str, pygit2.Oid] = {}
+        layout = _layout(base)
+        changes: dict[str, Optional[pygit2.Oid]] = {}
+        if base is None:
+            changes[ledger.LAYOUT_FILE] = repo.create_blob(f"{ledger.LAYOUT}\n".encode())
         records: dict[str, Optional[dict]] = {}
 
         def record_of(d: str) -> Optional[dict]:
@@ -283,7 +299,7 @@ class LedgerWriter:
 
         written = []
         for landed in entries:
-            d = ledger.ref_dir(landed["ref"])
+            d = ledger.ref_dir(landed["ref"], layout)
             previous = record_of(d)
             gap = ledger.outside_entry(previous, landed) if previous is not None else None
             for e in filter(None, (gap, landed)):

@@ -13,21 +13,27 @@ push as post-receive saw it land, or the seed made at install):
   100,000-entry message took half a second to read;
 * its tree is an index the hooks look things up in without reading the journal::
 
-      tags/<tag>/current                   {"value", "commit", "version", "since", "at", ...}
-      tags/<tag>/values/<oid[:2]>/<rest>   every value the ref held   (blob: first time, epoch)
-      tags/<tag>/commits/<oid[:2]>/<rest>  every commit it peeled to  (blob: first time, epoch)
-      audit                                the audit log's chain head when the batch was written
+      tags/<xx>/<tag>/current                   {"value", "commit", "version", "since", ...}
+      tags/<xx>/<tag>/values/<oid[:2]>/<rest>   every value the ref held   (blob: first time)
+      tags/<xx>/<tag>/commits/<oid[:2]>/<rest>  every commit it peeled to  (blob: first time)
+      audit                                     the audit log's chain head for the batch
+      layout                                    "2"
 
-Lookups cost a few small tree reads whatever the ledger's length: the two-hex fan-out
-keeps each tree small even for a slot moved a hundred thousand times.
+Lookups cost a few small tree reads whatever the ledger's length: the two-hex fan-outs
+keep each tree small, for a slot moved a hundred thousand times (values/, commits/) as
+for a hundred thousand components of one type (<xx>: the first two hex digits of the
+sha1 of the tag's component, prefix/type/name). A ledger without the layout file (the
+first layout) has no <xx> level; it keeps its layout.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from typing import Iterable, Optional
 
 LEDGER_REF = "refs/tagwarden/ledger"
+LAYOUT_FILE, LAYOUT = "layout", "2"
 SUMMARY = "tagwarden ledger: "
 INLINE_MAX = 200  # entries kept in a commit message; more go to BATCH_FILE
 BATCH_FILE = "batch.jsonl"
@@ -36,9 +42,14 @@ BATCH_FILE = "batch.jsonl"
 SEED, OUTSIDE = "seed", "outside"  # present at install; moved without passing the hooks
 
 
-def ref_dir(ref: str) -> str:
-    """The tree path of a managed tag's record: refs/tags/a/b/c/d -> tags/a/b/c/d."""
-    return ref[len("refs/"):]
+def ref_dir(ref: str, layout: str = LAYOUT) -> str:
+    """The tree path of a managed tag's record: refs/tags/a/b/c/d -> tags/<xx>/a/b/c/d,
+    <xx> from the component a/b/c (layout 1: tags/a/b/c/d)."""
+    tag = ref[len("refs/tags/"):]
+    if layout != LAYOUT:
+        return f"tags/{tag}"
+    component = tag.rpartition("/")[0].encode("utf-8", "surrogateescape")
+    return f"tags/{hashlib.sha1(component).hexdigest()[:2]}/{tag}"
 
 
 def fanout(kind: str, oid: str) -> str:

@@ -112,8 +112,8 @@ class Server:
         for pid in filter(str.isdigit, os.listdir("/proc")):
             try:
                 cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
-                if b"tagwarden.hook" in cmd and b"post-receive" in cmd and \
-                        os.readlink(f"/proc/{pid}/cwd") == str(self.path):
+                # the shim's background subshell, then the interpreter it starts
+                if b"post-receive" in cmd and os.readlink(f"/proc/{pid}/cwd") == str(self.path):
                     return True
             except OSError:
                 continue

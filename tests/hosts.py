@@ -195,7 +195,7 @@ def settle_under(root: Path, timeout: float = 20.0) -> None:
         for pid in filter(str.isdigit, os.listdir("/proc")):
             try:
                 cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
-                if b"tagwarden.hook" in cmd and \
+                if (b"tagwarden.hook" in cmd or b"post-receive" in cmd) and \
                         os.readlink(f"/proc/{pid}/cwd").startswith(prefix):
                     busy = True
                     break
