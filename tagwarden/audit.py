@@ -102,6 +102,16 @@ def _json(value) -> str:
     return json.dumps(value, sort_keys=True, default=repr)  # records hold JSON types
 
 
+def _same(a, b) -> bool:
+    """Equal as JSON: 0 == False and 1.0 == 1 in Python, not in the line."""
+    if a is b:
+        return True
+    if type(a) is not type(b) or a != b:
+        return False
+    return not isinstance(a, (list, tuple, dict)) or \
+        json.dumps(a, sort_keys=True, default=repr) == json.dumps(b, sort_keys=True, default=repr)
+
+
 class _Batch:
     """The shape of a push's records: sorted keys, the values they all share rendered
     once, and the literal text between the values that differ."""
@@ -118,7 +128,7 @@ class _Batch:
             self.shared = dict(shared)
         else:
             self.shared = {k: first[k] for k in first
-                           if all(r[k] == first[k] for r in same)}
+                           if all(_same(r[k], first[k]) for r in same)}
         self.keys = own | self.shared.keys()
         self.shared["ts"] = ts
         pieces, literal = [], "{"

@@ -430,7 +430,7 @@ def test_audit_lines_are_ascii_so_hashes_are_of_what_is_on_disk(tmp_path):
 
 # ---- the batch renderer: byte for byte what the structlog pipeline writes ---------------
 
-from hypothesis import given, settings, strategies as st  # noqa: E402
+from hypothesis import example, given, settings, strategies as st  # noqa: E402
 
 from tagwarden import audit as _audit  # noqa: E402
 
@@ -442,6 +442,8 @@ _KEYS = st.sampled_from(["event", "ref", "old", "new", "pusher", "repo", "rule",
 
 
 @settings(max_examples=300, deadline=None)
+@example([{"warnings": 0}, {"event": None, "ref": None, "warnings": False}], True)
+@example([{"a": [1]}, {"a": [True]}], False)
 @given(st.lists(st.dictionaries(_KEYS, _VALUES, min_size=1, max_size=8), min_size=2,
                 max_size=6), st.booleans())
 def test_batch_rendering_equals_the_pipeline(records, share):
