@@ -4,7 +4,7 @@
 #   ./install.sh                                   venv + package, then a demo repository
 #   ./install.sh [--prefix DIR] [--mode pre-receive|update] [--layout auto|plain|gitea|gitlab|gitolite]
 #                [--policy FILE] [--policy-override FILE] [--gitolite-local-code DIR]
-#                [--dry-run] (REPO.git... | --all ROOT)
+#                [--server-side] [--dry-run] (REPO.git... | --all ROOT)
 #                                                  install the hooks into bare repositories
 #   ./install.sh [--prefix DIR] --uninstall [--dry-run] [--gitolite-local-code DIR] (REPO.git... | --all ROOT)
 #                                                  remove them, restoring any kept hooks

@@ -21,7 +21,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Iterator, NamedTuple, Optional
 
 GENESIS = "0" * 64  # prev_sha256 of seq 1 (audit.GENESIS, without importing structlog)
-DECISIONS = ("accepted", "warned", "rejected")
+DECISIONS = ("accepted", "warned", "rejected", "override", "bypass")
 EVENTS = ("decision", "applied", "not_applied", "incident", "ship_failed")
 FILTERS = ("component", "slot", "pusher", "decision", "event", "change")
 COLUMNS = ("ts", "event", "pusher", "ref", "change", "decision", "version", "rule")
