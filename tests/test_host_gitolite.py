@@ -198,12 +198,9 @@ def test_atomic_push_under_gitolite_lands_nothing(scenario):
     scenario.atomic()
 
 
-@pytest.mark.parametrize("scenario", ["tw-denied"], indirect=True)
-def test_gitolite_decides_access_after_tagwarden(scenario, gitolite_host):
-    """gitolite checks write access in its update hook, which git runs after
-    pre-receive: tagwarden has already recorded its decision when gitolite refuses a
-    ref. The audit then holds an accepted decision and no applied record for it, and the
-    component is not left locked."""
+def bob_deploys_staging(scenario, gitolite_host):
+    """v1.0.0 everywhere, v1.1.0 released; bob's push of staging -> v1.1.0, refused.
+    (client, the server's refs before, bob's push)"""
     scenario.start()
     scenario.release_next()
     cl = scenario.client
@@ -211,6 +208,16 @@ def test_gitolite_decides_access_after_tagwarden(scenario, gitolite_host):
     before = scenario.server.refs()
     denied = cl.push("--force", f"{C}/staging", env=gitolite_host.env("bob"))
     assert not denied.ok
+    return cl, before, denied
+
+
+@pytest.mark.parametrize("scenario", ["tw-denied"], indirect=True)
+def test_gitolite_decides_access_after_tagwarden(scenario, gitolite_host):
+    """gitolite checks write access in its update hook, which git runs after
+    pre-receive: tagwarden has already recorded its decision when gitolite refuses a
+    ref. The audit then holds an accepted decision and no applied record for it, and the
+    component is not left locked."""
+    cl, before, denied = bob_deploys_staging(scenario, gitolite_host)
     assert "DENIED" in denied.out, denied.out
     assert scenario.server.refs() == before
     last = scenario.server.audit("decision")[-1]
@@ -226,13 +233,7 @@ def test_gitolite_decides_access_after_tagwarden(scenario, gitolite_host):
 @pytest.mark.parametrize("scenario", ["tw-perms"], indirect=True)
 def test_permissions_and_overrides_use_gitolites_identity(scenario, gitolite_host):
     """GL_USER names the pusher; push options reach pre-receive over ssh."""
-    scenario.start()
-    scenario.release_next()
-    cl = scenario.client
-    cl.set_env("staging", "v1.1.0")
-    before = scenario.server.refs()
-    denied = cl.push("--force", f"{C}/staging", env=gitolite_host.env("bob"))
-    assert not denied.ok
+    cl, before, denied = bob_deploys_staging(scenario, gitolite_host)
     assert "    rule permission: bob (identity from GL_USER, in group dev) may not move " \
            f"staging of {C}; group sre may (permissions[1])" in denied.remote, denied.out
     assert scenario.server.refs() == before
