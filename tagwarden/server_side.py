@@ -120,17 +120,13 @@ class ServerSideRun(HookRun):
     # ---- who and how: the real uid; nothing from variables the user could set ------
 
     def _read_base(self) -> dict:
-        from . import __version__
-
-        base = {
-            "push_id": self.push_id, "hook": self.mode, "repo": self.repo_dir,
+        base = super()._read_base()
+        base.update({  # who ran git here, never the identity variables a user can set
             "pusher": self.user, "pusher_source": "uid", "remote_addr": None,
-            "protocol": "local", "push_options": [],
-            "policy_sha256": self.policy.sha256 if self.policy else None,
-            "tagwarden_version": __version__, "uid": self.uid, "login_uid": _login_uid(),
-            "git_command": self.git_command,
+            "protocol": "local", "push_options": [], "uid": self.uid,
+            "login_uid": _login_uid(), "git_command": self.git_command,
             "bypass_reason": os.environ.get(BYPASS_VARIABLE),  # asked for, honoured or not
-        }
+        })
         if self.uid == 0 and os.environ.get("SUDO_USER"):
             base["sudo_user"] = os.environ["SUDO_USER"]
         return base

@@ -16,6 +16,14 @@ import pytest
 from tagwarden.install import install
 
 ROOT = Path(__file__).resolve().parent.parent
+T0 = 1_800_000_000  # 2027-01-15T08:00:00Z: the injected clock of history-building tests
+HOUR = 3600
+
+
+def ts(hours: float) -> str:
+    """T0 + hours as the ledger and reports write it."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(T0 + hours * HOUR))
+
 POLICIES = ROOT / "policy"
 C = "components/prompts/extraction"  # the component of the scenarios
 

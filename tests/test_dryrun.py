@@ -10,25 +10,18 @@ from __future__ import annotations
 
 import io
 import json
-import time
 
 import pytest
 
-from conftest import POLICIES, C, Clone, Server, git, make_server, module_git_env
+from conftest import HOUR, POLICIES, T0, C, Clone, Server, git, make_server, module_git_env, ts
 from tagwarden.dryrun import KEYS, run
 
-T0 = 1_800_000_000  # 2027-01-15T08:00:00Z
-HOUR = 3600
 ODD = "rel\u202eease"  # an unmanaged tag whose name would reverse the terminal's text
 
 CANARY = "pipelines:\n  default:\n    stages: [staging, canary, production]\n"
 SOAK = "pipelines:\n  default:\n    stages: [staging, production]\n    soak: {production: 1h}\n"
 LIGHTWEIGHT = "versions:\n  lightweight: deny\n"
 NO_DEV = "environments:\n  names: [staging, production, canary]\n"
-
-
-def ts(hours: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(T0 + hours * HOUR))
 
 
 @pytest.fixture(scope="module")

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import git, make_server, module_git_env
+from conftest import HOUR, T0, git, make_server, module_git_env, ts
 from tagwarden.cli import main
 from tagwarden.gitview import open_ledger
 from tagwarden.reports import _ticks, render_html, slot_key
@@ -27,17 +27,11 @@ from tagwarden.reports import _ticks, render_html, slot_key
 E = "components/prompts/extraction"
 S = "components/agents/summarizer"
 R = "components/queries/router"
-T0 = 1_800_000_000  # 2027-01-15T08:00:00Z
-HOUR = 3600
 NOW = T0 + 90 * HOUR
 
 
 def at(h: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M", time.gmtime(T0 + h * HOUR))
-
-
-def ts(h: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(T0 + h * HOUR))
 
 
 @pytest.fixture(scope="module")
