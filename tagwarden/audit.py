@@ -20,6 +20,7 @@ import fcntl
 import hashlib
 import json
 import os
+from operator import itemgetter
 from typing import Iterable, Iterator, NamedTuple, Optional
 
 import structlog
@@ -69,13 +70,11 @@ def _templates(records: Iterable[dict], shared: Optional[dict] = None
     that does not fit the batch's shape, or holds an exception, goes through it."""
     ts = _STAMP(None, "info", {})["ts"]
     records = list(records)
-    batch = _Batch(records, ts, shared) if len(records) > 1 else None
-    out = []
-    for record in records:
-        fast = batch.render(record) if batch is not None else None
-        out.append(fast if fast is not None else
-                   _template({**shared, **record} if shared else record, ts))
-    return out
+    fast = _Batch(records, ts, shared).render_all(records) if len(records) > 1 else \
+        [None] * len(records)
+    return [line if line is not None else
+            _template({**shared, **record} if shared else record, ts)
+            for line, record in zip(fast, records)]
 
 
 def _template(record: dict, ts: str) -> tuple[str, str, str]:
@@ -99,7 +98,17 @@ def _json(value) -> str:
         return "null"
     if kind is int:
         return int.__repr__(value)
+    if kind is bool:
+        return "true" if value else "false"
+    if kind is list and not value:  # a decision's warnings, usually
+        return "[]"
+    if kind is list and all(v.__class__ is str for v in value):
+        return f"[{', '.join(map(_encode_string, value))}]"
     return json.dumps(value, sort_keys=True, default=repr)  # records hold JSON types
+
+
+# a column of values all of one of these types is encoded by one C loop
+_COLUMN = {str: _encode_string, int: int.__repr__, type(None): lambda _: "null"}
 
 
 def _same(a, b) -> bool:
@@ -146,29 +155,42 @@ class _Batch:
                 pieces.append(literal)
                 literal = ""
         pieces.append(literal + "}")
-        varying = [k for k in sorted(self.keys | {"prev_sha256", "seq"}) if k not in self.shared]
-        # three runs of (value key, literal after it): before prev_sha256, up to seq, after
-        self.runs: list[tuple[str, list[tuple[str, str]]]] = [(pieces[0], [])]
-        for key, after in zip(varying, pieces[1:]):
-            if key in ("prev_sha256", "seq"):
-                self.runs.append((after, []))
-            else:
-                self.runs[-1][1].append((key, after))
+        # the values that differ, in line order, each followed by the literal text after
+        # it; prev_sha256 and seq cut the line in three
+        self.varying = [k for k in sorted(self.keys | {"prev_sha256", "seq"})
+                        if k not in self.shared]
+        self.pieces = pieces
 
     def render(self, record: dict) -> Optional[tuple[str, str, str]]:
-        if id(record) not in self.fits:
-            return None
-        out = []
-        for lead, items in self.runs:
-            bits = [lead]
-            for key, after in items:
-                value = record[key]
-                kind = value.__class__
-                bits.append(_encode_string(value) if kind is str else "null" if value is None
-                            else _json(value))
-                bits.append(after)
-            out.append("".join(bits))
-        return out[0], out[1], out[2]
+        return self.render_all([record])[0]
+
+    def render_all(self, records: list[dict]) -> list[Optional[tuple[str, str, str]]]:
+        """Each record's line split around its chain values; None for a record of another
+        shape. Column by column, so that a thousand-ref push encodes in C loops, and a
+        column that holds one value throughout is rendered once."""
+        fits = [r for r in records if id(r) in self.fits]
+        if not fits:  # the shape holds a chain key of its own: every record goes the long way
+            return [None] * len(records)
+        formats, columns = [self.pieces[0].replace("%", "%%")], [[]]
+        for key, after in zip(self.varying, self.pieces[1:]):
+            after = after.replace("%", "%%")
+            if key in ("prev_sha256", "seq"):
+                formats.append(after)
+                columns.append([])
+                continue
+            values = list(map(itemgetter(key), fits))
+            kinds = set(map(type, values))
+            kind = kinds.pop() if len(kinds) == 1 else None
+            if kind in _COLUMN and len(set(values)) == 1 or kind is list and not any(values):
+                formats[-1] += _json(values[0]).replace("%", "%%") + after  # the same in all
+            else:
+                formats[-1] += "%s" + after
+                columns[-1].append(list(map(_COLUMN.get(kind, _json), values)))
+        rows = [list(zip(*part)) if part else [()] * len(fits) for part in columns]
+        head, middle, tail = formats
+        lines = iter(zip(map(head.__mod__, rows[0]), map(middle.__mod__, rows[1]),
+                         map(tail.__mod__, rows[2])))
+        return [next(lines) if id(r) in self.fits else None for r in records]
 
 
 def _chain(templates: list[tuple[str, str, str]], after: Head) -> tuple[list[str], Head]:

@@ -1,0 +1,53 @@
+"""A push's audit lines rendered together equal, line for line, what the structlog
+pipeline writes for each record on its own."""
+from hypothesis import example, given, settings, strategies as st
+
+from tagwarden import audit
+
+TS = "2026-11-22T00:00:00.000000Z"
+_VALUES = st.one_of(st.none(), st.booleans(), st.integers(-2, 2), st.sampled_from(["a", "b%s"]),
+                    st.text(max_size=6), st.floats(allow_nan=False),
+                    st.lists(st.text(max_size=3), max_size=2),
+                    st.dictionaries(st.text(max_size=3), st.integers(), max_size=2))
+_KEYS = ["event", "ref", "old", "new", "rule", "warnings", "pct%s", "zz"]
+
+
+@st.composite
+def push(draw):
+    """Records of one shape (a push's decisions) over the push's shared keys; columns
+    often hold one value throughout, as a thousand version creates do."""
+    keys = draw(st.lists(st.sampled_from(_KEYS), min_size=1, max_size=6, unique=True))
+    n = draw(st.integers(2, 6))
+    records = []
+    for _ in range(n):
+        records.append({k: draw(_VALUES) for k in keys})
+    for k in keys:  # make some columns constant, some mixed
+        if draw(st.booleans()):
+            value = draw(_VALUES)
+            for r in records:
+                r[k] = value
+    shared = draw(st.dictionaries(st.sampled_from(["pusher", "repo", "hook"]), _VALUES,
+                                  max_size=3))
+    return shared, records
+
+
+@settings(max_examples=400, deadline=None)
+@example(({}, [{"warnings": []}, {"warnings": []}, {"warnings": ["x"]}]))
+@example(({}, [{"rule": 0}, {"rule": False}]))
+@example(({"pusher": "%s"}, [{"ref": "%d"}, {"ref": "%%"}]))
+@given(push())
+def test_rendering_a_whole_push_equals_the_pipeline_line_by_line(case):
+    shared, records = case
+    batch = audit._Batch(records, TS, shared or None)
+    for record, fast in zip(records, batch.render_all(records)):
+        if fast is not None:
+            assert fast == audit._template({**shared, **record}, TS)
+
+
+def test_a_thousand_like_records_all_take_the_batch():
+    records = [{"event": "decision", "ref": f"refs/tags/p/t/c{i}/v1.0.0", "rule": None,
+                "warnings": [], "lock_wait_ms": 0} for i in range(1000)]
+    shared = {"pusher": "alice", "push_id": "abc"}
+    lines = audit._Batch(records, TS, shared).render_all(records)
+    assert None not in lines
+    assert lines[7] == audit._template({**shared, **records[7]}, TS)
