@@ -29,6 +29,10 @@ def _harden() -> None:
     for level in (ConfigLevel.GLOBAL, ConfigLevel.XDG):
         pygit2.option(Option.SET_SEARCH_PATH, level, "")
     pygit2.option(Option.SET_OWNER_VALIDATION, 0)
+    # Reading an object re-hashes it by default (SHA-1 with collision detection, a sixth
+    # of a tag's read). git itself hashes on write and in fsck, not on read; index-pack
+    # hashed every pushed object just before the hook ran.
+    pygit2.option(Option.ENABLE_STRICT_HASH_VERIFICATION, 0)
     # libgit2 caches trees only up to 4 KiB: the ledger's tree of a busy prefix is
     # bigger, and every lookup would inflate and parse it again
     pygit2.settings.cache_object_limit(ObjectType.TREE, 16 << 20)
@@ -48,9 +52,12 @@ class GitView:
     # ---- the ledger (refs/tagwarden/ledger): what each managed tag held --------------
 
     def _ledger_get(self, path: str):
-        if self._ledger is None or path not in self._ledger:
+        if self._ledger is None:
             return None
-        return self._ledger[path]
+        try:
+            return self._ledger[path]
+        except KeyError:
+            return None
 
     def _dir(self, ref: str) -> Optional[str]:
         """The ledger's directory of ``ref``; None without a ledger."""
