@@ -63,4 +63,4 @@ def test_post_receive_records_what_landed_with_the_push_id(server, clone, mode):
     by_ref = {r["ref"]: r for r in applied}
     assert by_ref[f"refs/tags/{C}/staging"]["change"] == "deploy"
     assert by_ref[f"refs/tags/{C}/staging"]["new"] == server.ref(f"{C}/staging")
-    assert not list((server.path / "tagwarden" / "run").glob("*.json"))  # state cleaned up
+    assert not list((server.path / "tagwarden" / "run").glob("*.state"))  # state cleaned up

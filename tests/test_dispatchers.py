@@ -69,5 +69,5 @@ def test_post_receive_behind_a_dispatcher_joins_its_push(gitea):
     assert {r["push_id"] for r in applied} == {decided[0]["push_id"]}
     assert all(r["decision"] == "accepted" for r in applied)
     assert {r["change"] for r in applied} == {"create", "deploy"}
-    assert not list((server.path / "tagwarden" / "run").glob("*.json"))
+    assert not list((server.path / "tagwarden" / "run").glob("*.state"))
     assert not list((server.path / "tagwarden" / "locks").glob("*.lock"))
