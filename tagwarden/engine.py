@@ -234,12 +234,14 @@ class _Verdict:
             f = self.denied
             return Decision(update, name, REJECTED, f.rule, f.reason, f.fix, warnings, change,
                             old_commit, new_commit, version)
+        if not (warnings or self.overridden):  # the usual case, a thousand times a push
+            return Decision(update, name, ACCEPTED, None, "", (), (), change, old_commit,
+                            new_commit, version)
         passed = tuple(self.overridden)
-        verdict = OVERRIDE if passed else WARNED if warnings else ACCEPTED
-        rule = (passed or warnings)[0].rule if passed or warnings else None
+        verdict = OVERRIDE if passed else WARNED
         reason = "; ".join(w.reason for w in passed + warnings)
-        return Decision(update, name, verdict, rule, reason, (), warnings, change, old_commit,
-                        new_commit, version, overridden=passed)
+        return Decision(update, name, verdict, (passed or warnings)[0].rule, reason, (),
+                        warnings, change, old_commit, new_commit, version, overridden=passed)
 
 
 class _Landing:
