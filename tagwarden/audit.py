@@ -193,20 +193,21 @@ class _Batch:
         return [next(lines) if id(r) in self.fits else None for r in records]
 
 
-def _chain(templates: list[tuple[str, str, str]], after: Head) -> tuple[list[str], Head]:
+def _chain(templates: list[tuple[str, str, str]], after: Head) -> tuple[list[bytes], Head]:
+    """The lines, as the bytes written (ASCII: the renderer escapes everything else)."""
     seq, prev = after
     lines = []
     for head, middle, tail in templates:
         seq += 1
-        line = f"{head}{prev}{middle}{seq}{tail}"
-        prev = hashlib.sha256(line.encode("utf-8")).hexdigest()
+        line = f"{head}{prev}{middle}{seq}{tail}".encode("utf-8")
+        prev = hashlib.sha256(line).hexdigest()
         lines.append(line)
     return lines, Head(seq, prev)
 
 
 def render(records: Iterable[dict], after: Head = Head(0, GENESIS)) -> list[str]:
     """The lines ``records`` would become, chained after the line ``after`` describes."""
-    return _chain(_templates(records), after)[0]
+    return [line.decode("utf-8") for line in _chain(_templates(records), after)[0]]
 
 
 def append(path: str, records: Iterable[dict], ship: Optional[str] = None,
@@ -227,7 +228,7 @@ def append(path: str, records: Iterable[dict], ship: Optional[str] = None,
     return head
 
 
-def _write(path: str, templates: list[tuple[str, str, str]]) -> tuple[list[str], Head]:
+def _write(path: str, templates: list[tuple[str, str, str]]) -> tuple[list[bytes], Head]:
     """One locked write of the chained lines; the lines and the Head of the last one."""
     try:
         os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
@@ -237,8 +238,8 @@ def _write(path: str, templates: list[tuple[str, str, str]]) -> tuple[list[str],
             after, complete = last_line(fd)
             lines, head = _chain(templates, after)
             # a torn last line (no newline) stays a line of its own: verify names it
-            data = ("" if complete else "\n") + "\n".join(lines) + "\n"
-            view = memoryview(data.encode("utf-8"))
+            data = (b"" if complete else b"\n") + b"\n".join(lines) + b"\n"
+            view = memoryview(data)
             while view:
                 view = view[os.write(fd, view):]
             os.fsync(fd)
@@ -254,14 +255,14 @@ def _write(path: str, templates: list[tuple[str, str, str]]) -> tuple[list[str],
 _SHIP_CONTEXT = ("push_id", "hook", "repo")
 
 
-def _ship(path: str, target: str, lines: list[str], head: Head) -> Head:
+def _ship(path: str, target: str, lines: list[bytes], head: Head) -> Head:
     """Send the lines just written (outside the file's lock: the network does not hold up
     other pushes' appends). On failure append one ship_failed line, chained like any
     other, and return its Head; never raise."""
     try:
         from .shipping import send
 
-        sent, error = send(target, lines)
+        sent, error = send(target, [line.decode("utf-8") for line in lines])
     except Exception as exc:  # a bug in the sink is still only the sink's failure
         sent, error = 0, f"{type(exc).__name__}: {exc}"
     if error is None:

@@ -101,7 +101,10 @@ def decide(policy: Policy, view: RepoView, updates: Iterable[RefUpdate],
     decisions: list[Optional[Decision]] = [None] * len(updates)
     # versions first (env slots may point at versions created in the same push), then env
     # slots in pipeline order (so same_push promotions see their upstream's accepted value)
-    for i in sorted(range(len(updates)), key=lambda i: _order(policy, names[i])):
+    envs = [i for i, n in enumerate(names) if n.kind == ENVIRONMENT]
+    firsts = [i for i, n in enumerate(names) if n.kind != ENVIRONMENT] if envs else \
+        range(len(updates))
+    for i in [*firsts, *sorted(envs, key=lambda i: _order(policy, names[i]))]:
         decision = _decide_one(policy, repo, updates[i], names[i])
         decisions[i] = decision
         if decision.accepted:
