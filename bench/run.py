@@ -328,12 +328,18 @@ def targets(med: dict, big: dict, sizes: list[int], existing: int) -> None:
     if last > first:
         def per_ref(hook: str, col: int = 0) -> float:
             return (med[(hook, last)][col] - med[(hook, first)][col]) / (last - first)
-        extra = per_ref("pre-receive") - per_ref("none")
-        print(f"  {verdict(extra <= TARGET_PER_REF)}  each extra ref adds {extra * 1e6:.1f} µs "
+        extra, in_hooks = per_ref("pre-receive") - per_ref("none"), per_ref("pre-receive", 1)
+        # both readings must pass: the whole-push slope is the target's own words but
+        # swings by hundreds of µs/ref with git's own time; the in-hooks slope is steady
+        # and is all the hooks add, short of their detached work competing for the CPUs
+        ok = extra <= TARGET_PER_REF and in_hooks <= TARGET_PER_REF
+        print(f"  {verdict(ok)}  each extra ref adds {extra * 1e6:.1f} µs to the push "
               f"({per_ref('pre-receive') * 1e6:.1f} µs/ref tagwarden pre-receive mode - "
-              f"{per_ref('none') * 1e6:.1f} µs/ref hook-less, {first}..{last} refs; "
-              f"target <= {TARGET_PER_REF * 1e6:.0f} µs)")
-        print(f"  info  in hooks: {per_ref('pre-receive', 1) * 1e6:.1f} µs/ref")
+              f"{per_ref('none') * 1e6:.1f} µs/ref hook-less) and {in_hooks * 1e6:.1f} µs "
+              f"in hooks, {first}..{last} refs (target <= {TARGET_PER_REF * 1e6:.0f} µs, both)")
+        print(f"  info  the import floor's hook takes {per_ref('floor', 1) * 1e6:.1f} µs/ref "
+              "in hooks (git feeding its input); bench/per_ref.py compares tagwarden's "
+              "in-process cost per ref with the least a Python hook does")
     if big and first == 1:
         small, large = big[("pre-receive", False)], big[("pre-receive", True)]
         change = large[1] / small[1] - 1
