@@ -34,7 +34,7 @@ import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from run import IDENT, data, isolated_env, tag_name  # noqa: E402
+from run import isolated_env, releases  # noqa: E402
 
 import pygit2  # noqa: E402
 from pygit2.enums import Option  # noqa: E402
@@ -51,16 +51,8 @@ def prepare(tmp: str, n: int) -> tuple[str, dict[int, bytes]]:
     env = isolated_env(tmp)
     repo = os.path.join(tmp, "server.git")
     subprocess.run(["git", "init", "-q", "--bare", repo], env=env, check=True)
-    stream = []
-    for i in range(n):
-        stream.append(f"commit refs/heads/main\nmark :{i + 1}\ncommitter {IDENT}\n"
-                      + data(f"change {i}") + (f"from :{i}\n" if i else "")
-                      + f"M 100644 inline prompts/c{i}.txt\n" + data(f"prompt {i}"))
-    for i in range(n):
-        stream.append(f"tag {tag_name(i)}\nfrom :{i + 1}\ntagger {IDENT}\n"
-                      + data(f"Release c{i} v1.0.0"))
     subprocess.run(["git", "fast-import", "--quiet"], cwd=repo, env=env, check=True,
-                   input="".join(stream), text=True)
+                   input=releases(n), text=True)
     tags = subprocess.run(["git", "for-each-ref", "--format=%(objectname) %(refname)",
                            "refs/tags"], cwd=repo, env=env, check=True, capture_output=True,
                           text=True).stdout.splitlines()

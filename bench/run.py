@@ -59,6 +59,20 @@ def data(text: str) -> str:
     return f"data {len(text.encode())}\n{text}\n"
 
 
+def releases(n: int) -> str:
+    """A git fast-import stream: a linear history of n commits on main, and the annotated
+    version tag c{i}/v1.0.0 on commit i, as edgit makes them."""
+    stream = []
+    for i in range(n):
+        stream.append(f"commit refs/heads/main\nmark :{i + 1}\ncommitter {IDENT}\n"
+                      + data(f"change {i}") + (f"from :{i}\n" if i else "")
+                      + f"M 100644 inline prompts/c{i}.txt\n" + data(f"prompt {i}"))
+    for i in range(n):
+        stream.append(f"tag {tag_name(i)}\nfrom :{i + 1}\ntagger {IDENT}\n"
+                      + data(f"Release c{i} v1.0.0"))
+    return "".join(stream)
+
+
 class Bench:
     def __init__(self, tmp: str, ncommits: int):
         self.tmp = tmp = os.path.realpath(tmp)
@@ -68,15 +82,7 @@ class Bench:
         self.copies = 0
         # client: a linear history of ncommits, tag c{i} on commit i (as edgit makes them)
         self.git("init", "-q", "--bare", self.client)
-        stream = []
-        for i in range(ncommits):
-            stream.append(f"commit refs/heads/main\nmark :{i + 1}\ncommitter {IDENT}\n"
-                          + data(f"change {i}") + (f"from :{i}\n" if i else "")
-                          + f"M 100644 inline prompts/c{i}.txt\n" + data(f"prompt {i}"))
-        for i in range(ncommits):
-            stream.append(f"tag {tag_name(i)}\nfrom :{i + 1}\ntagger {IDENT}\n"
-                          + data(f"Release c{i} v1.0.0"))
-        self.git("fast-import", "--quiet", cwd=self.client, input="".join(stream))
+        self.git("fast-import", "--quiet", cwd=self.client, input=releases(ncommits))
         self.git("pack-refs", "--all", cwd=self.client)
         self.commits = self.git("rev-list", "main", cwd=self.client).split()
         self.tags = dict(line.split(" ")[::-1] for line in self.git(
