@@ -10,7 +10,8 @@
     tagwarden rules
     tagwarden demo [DIR]
     tagwarden audit [FILTERS] [--json] | audit verify       (auditlog.py)
-    tagwarden history COMPONENT [SLOT] | status | report --html FILE   (reports.py)
+    tagwarden history COMPONENT [SLOT] | status | report --html FILE
+        (reports.py; the HTML page: report_html.py)
 """
 from __future__ import annotations
 

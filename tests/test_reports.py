@@ -22,7 +22,8 @@ import pytest
 from conftest import HOUR, T0, git, make_server, module_git_env, ts
 from tagwarden.cli import main
 from tagwarden.gitview import open_ledger
-from tagwarden.reports import _ticks, render_html, slot_key
+from tagwarden.report_html import _ticks, render_html
+from tagwarden.reports import slot_key
 
 E = "components/prompts/extraction"
 S = "components/agents/summarizer"
