@@ -9,7 +9,7 @@
     tagwarden judge REPO [--policy FILE] [--override FILE] [--as NAME]   < "OLD NEW REF" lines
     tagwarden rules
     tagwarden demo [DIR]
-    tagwarden audit [FILTERS] [--json] | audit verify       (auditlog.py)
+    tagwarden audit [FILTERS] [--json] | audit verify       (auditlog.py, audit_*.py)
     tagwarden history COMPONENT [SLOT] | status | report --html FILE
         (reports.py; the HTML page: report_html.py)
 """

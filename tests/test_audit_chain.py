@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from conftest import C, make_server
 from tagwarden.audit import GENESIS, AuditError, Head, append, last_line, render
-from tagwarden.auditlog import verify
+from tagwarden.audit_verify import verify
 from tagwarden.cli import main as cli
 
 

@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from conftest import C, make_server
-from tagwarden import auditlog
+from tagwarden import audit_file, audit_query
 from tagwarden.audit import append
 from tagwarden.cli import main as cli
 
@@ -256,9 +256,9 @@ def big_log(tmp_path_factory):
         fraction = "" if rng.random() < 0.05 else f".{rng.randrange(10**6):06d}"
         ts = f"2026-11-{10 + second // 86400:02d}T{second // 3600 % 24:02d}:" \
              f"{second // 60 % 60:02d}:{second % 60:02d}{fraction}Z"
-        records.append(rec(ts, event=rng.choice(auditlog.EVENTS),
+        records.append(rec(ts, event=rng.choice(audit_query.EVENTS),
                            pusher=rng.choice(PUSHERS), component=rng.choice(COMPONENTS),
-                           slot=rng.choice(SLOTS), decision=rng.choice(auditlog.DECISIONS),
+                           slot=rng.choice(SLOTS), decision=rng.choice(audit_query.DECISIONS),
                            change=rng.choice(["deploy", "promote", "rollback", "create"])))
     for k in range(0, 4000, 500):
         append(str(path), records[k:k + 500])
@@ -276,7 +276,7 @@ def big_log(tmp_path_factory):
 
 
 def namespace(**kw) -> argparse.Namespace:
-    base = {k: None for k in auditlog.FILTERS + ("since", "until")}
+    base = {k: None for k in audit_query.FILTERS + ("since", "until")}
     base.update(kw)
     return argparse.Namespace(**base)
 
@@ -290,41 +290,41 @@ def times():
 @given(component=st.none() | st.sampled_from(COMPONENTS + ["components/agents/*",
                                                            "*c1", "components/?rompts/c[0-2]"]),
        pusher=st.none() | st.sampled_from(PUSHERS), slot=st.none() | st.sampled_from(SLOTS),
-       decision=st.none() | st.sampled_from(auditlog.DECISIONS),
-       event=st.none() | st.sampled_from(auditlog.EVENTS),
+       decision=st.none() | st.sampled_from(audit_query.DECISIONS),
+       event=st.none() | st.sampled_from(audit_query.EVENTS),
        since=st.none() | times(), until=st.none() | times(),
        limit=st.none() | st.integers(1, 30), workers=st.sampled_from([1, 2, 3]))
 def test_search_finds_what_a_plain_scan_finds(big_log, component, pusher, slot, decision,
                                               event, since, until, limit, workers):
     _, data, parsed = big_log
     args = namespace(component=component, pusher=pusher, slot=slot, decision=decision,
-                     event=event, since=since and auditlog.parse_time(since),
-                     until=until and auditlog.parse_time(until))
-    query = auditlog.Query.from_args(args)
+                     event=event, since=since and audit_query.parse_time(since),
+                     until=until and audit_query.parse_time(until))
+    query = audit_query.Query.from_args(args)
     expected = [raw for raw, record in parsed
                 if isinstance(record, dict) and query.matches(record)]
     if limit:
         expected = expected[-limit:]
-    found = auditlog.search(data, query, limit, workers=workers)
+    found = audit_query.search(data, query, limit, workers=workers)
     assert [f.raw for f in found] == expected
 
 
 def test_a_big_log_is_searched_by_several_processes_with_the_same_answer(big_log):
     _, data, _ = big_log
-    query = auditlog.Query.from_args(namespace(pusher="bob", slot="dev"))
-    one = auditlog.search(data, query, workers=1)
+    query = audit_query.Query.from_args(namespace(pusher="bob", slot="dev"))
+    one = audit_query.search(data, query, workers=1)
     assert len(one) > 50
     for n in (2, 4, 7):
-        assert auditlog.search(data, query, workers=n) == one
-    ranges = auditlog._ranges(data, 7)
+        assert audit_query.search(data, query, workers=n) == one
+    ranges = audit_file.line_ranges(data, 7)
     assert ranges[0][0] == 0 and ranges[-1][1] == len(data)
     assert all(a[1] == b[0] and data[b[0] - 1:b[0]] == b"\n" for a, b in zip(ranges, ranges[1:]))
 
 
 def test_the_unreadable_count_covers_every_process(big_log):
     _, data, _ = big_log
-    query = auditlog.Query.from_args(namespace(pusher="bob"))
+    query = audit_query.Query.from_args(namespace(pusher="bob"))
     for workers in (1, 3):
         stats: dict = {}
-        auditlog.search(data, query, stats=stats, workers=workers)
+        audit_query.search(data, query, stats=stats, workers=workers)
         assert stats["unreadable"] == 1
