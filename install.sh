@@ -85,7 +85,7 @@ make_prefix() {
     # must reach those too (a pyenv under a 0700 home does not qualify)
     "$venv/bin/python" -I -c '
 import os, sys, tagwarden
-from tagwarden.install import world_problems
+from tagwarden.owner import world_problems
 problems = world_problems([sys.executable, os.path.realpath(sys.executable),
                            os.path.dirname(os.__file__), os.path.dirname(tagwarden.__file__)])
 for p in problems:

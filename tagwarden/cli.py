@@ -101,7 +101,8 @@ def _targets(args) -> tuple[list[tuple[str, Optional[str]]], int]:
     far; gitolite's admin repository is left out of walks."""
     import os
 
-    from .install import GITOLITE_ADMIN, find_repos
+    from .install import find_repos
+    from .install_gitolite import GITOLITE_ADMIN
 
     status = 0
     if not args.repos and not args.all:
@@ -131,8 +132,8 @@ def _targets(args) -> tuple[list[tuple[str, Optional[str]]], int]:
 
 
 def _install(args) -> int:
-    from .install import (InstallError, as_owner, detect_layout, install,
-                          server_side_unsupported)
+    from .install import InstallError, detect_layout, install, server_side_unsupported
+    from .owner import as_owner
 
     targets, status = _targets(args)
     if status == 2:
@@ -171,8 +172,9 @@ def _install_gitolite(args, repos: list[tuple[str, Optional[str]]]) -> int:
     LOCAL_CODE, and the admin pushes the gitolite.conf lines printed here."""
     import os
 
-    from .install import (InstallError, as_owner, gitolite_conf, gitolite_name,
-                          gitolite_shims, gitolite_wired)
+    from .install import InstallError
+    from .install_gitolite import gitolite_conf, gitolite_name, gitolite_shims, gitolite_wired
+    from .owner import as_owner
 
     if args.mode != "pre-receive" or not args.gitolite_local_code:
         why = "gitolite owns the update hook: use --mode pre-receive" \
@@ -211,8 +213,9 @@ def _install_gitolite(args, repos: list[tuple[str, Optional[str]]]) -> int:
 
 
 def _uninstall(args) -> int:
-    from .install import (InstallError, as_owner, gitolite_remove_shims, gitolite_wired,
-                          uninstall)
+    from .install import InstallError, uninstall
+    from .install_gitolite import gitolite_remove_shims, gitolite_wired
+    from .owner import as_owner
 
     targets, status = _targets(args)
     if status == 2:

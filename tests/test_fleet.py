@@ -19,8 +19,9 @@ import pytest
 
 from conftest import C, ROOT, Clone, Server, git
 from tagwarden.cli import main as cli
-from tagwarden.install import (InstallError, detect_layout, find_repos, gitolite_conf,
-                               gitolite_name, install, is_ours, shim, uninstall)
+from tagwarden.install import (InstallError, detect_layout, find_repos, install, is_ours, shim,
+                               uninstall)
+from tagwarden.install_gitolite import gitolite_conf, gitolite_name
 from tagwarden.policy import PolicyError, layered_sha256, load, load_layered
 
 # Gitea's dispatcher as Gitea writes hooks/pre-receive and hooks/post-receive
@@ -590,7 +591,8 @@ def test_root_installs_as_the_repositorys_owner_and_refuses_an_interpreter_it_ca
             assert snapshot(repo / "hooks") == before
         # as the owner: what the install writes is the owner's, git's config included
         done = subprocess.run([sys.executable, "-c", (
-            "import sys; from tagwarden.install import as_owner, install\n"
+            "import sys; from tagwarden.install import install\n"
+            "from tagwarden.owner import as_owner\n"
             f"print(as_owner({str(repo)!r}, install, {str(repo)!r}, python='/bin/sh'))")],
             capture_output=True, text=True)
         assert done.returncode == 0, done.stderr
