@@ -25,6 +25,10 @@ from tagwarden.gitview import open_ledger
 from tagwarden.report_html import _ticks, render_html
 from tagwarden.reports import slot_key
 
+# the console script pip put beside the interpreter running the tests: the suite runs as
+# .venv/bin/python -m pytest, with the venv's bin/ not on PATH
+INSTALLED = os.path.join(os.path.dirname(sys.executable), "tagwarden")
+
 E = "components/prompts/extraction"
 S = "components/agents/summarizer"
 R = "components/queries/router"
@@ -126,7 +130,7 @@ def test_who_moved_production_and_when(demo, capsys):
         (ts(54), "rollback", "v1.0.0", "carol"), (ts(84), "promote", "v1.2.0", "bob")]
     # the whole tag name says the same; so does the installed command
     assert run(capsys, "history", f"{E}/production", "--repo", str(server.path))[1] == out
-    cmd = subprocess.run(["tagwarden", "history", E, "production"], cwd=server.path,
+    cmd = subprocess.run([INSTALLED, "history", E, "production"], cwd=server.path,
                          capture_output=True, text=True, check=False)
     assert cmd.returncode == 0 and cmd.stdout == out, cmd.stderr
 
@@ -190,7 +194,7 @@ def test_status_is_a_matrix_of_components_and_environments(demo, capsys):
         [R, f"v1.1.0 · {at(26)}", f"v1.1.0 · {at(27)}", "-", f"v1.0.0 · {at(78)}"],
     ]
     # the installed command, from inside the repository
-    cmd = subprocess.run(["tagwarden", "status"], cwd=server.path, capture_output=True,
+    cmd = subprocess.run([INSTALLED, "status"], cwd=server.path, capture_output=True,
                          text=True, check=False)
     assert cmd.returncode == 0 and cmd.stdout == out, cmd.stderr
 
