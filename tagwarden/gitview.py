@@ -21,6 +21,7 @@ from .model import Peeled, Signature, TagInfo
 _MAX_NESTING = 16
 _TYPE_NAMES = {ObjectType.COMMIT: "commit", ObjectType.TREE: "tree", ObjectType.BLOB: "blob"}
 _UNREAD = object()
+_NO_RECORD = (None, None)
 
 
 def _harden() -> None:
@@ -48,39 +49,39 @@ class GitView:
         self._listed: dict[str, dict[str, str]] = {}
         self._main: Optional[pygit2.Repository] = None
         self._ledger = _UNREAD
+        self._records: dict[str, tuple] = {}
 
     # ---- the ledger (refs/tagwarden/ledger): what each managed tag held --------------
 
-    def _ledger_get(self, path: str):
-        if self._ledger is None:
-            return None
-        try:
-            return self._ledger[path]
-        except KeyError:
-            return None
-
-    def _dir(self, ref: str) -> Optional[str]:
-        """The ledger's directory of ``ref``; None without a ledger."""
-        if self._ledger is _UNREAD:
-            self._ledger = _ledger_tree(self.repo)
-            self._layout = _layout(self._ledger)
-        return ledger.ref_dir(ref, self._layout) if self._ledger is not None else None
+    def _record(self, ref: str):
+        """(record, tree) of ``ref`` in the ledger: its ``current`` record and the tree
+        that holds it (with ``values/`` and ``commits/``); (None, None) when the ledger
+        has no record of it. Looked up once per ref: a push asks up to three times."""
+        found = self._records.get(ref)
+        if found is None:
+            if self._ledger is _UNREAD:
+                self._ledger = _ledger_tree(self.repo)
+                self._layout = _layout(self._ledger)
+            found = _NO_RECORD
+            if self._ledger is not None:
+                path = f"{ledger.ref_dir(ref, self._layout)}/current"
+                if path in self._ledger:  # a miss costs no exception: most refs have none
+                    tree = self._ledger[path.rpartition("/")[0]]
+                    found = (json.loads(tree["current"].data), tree)
+            self._records[ref] = found
+        return found
 
     def recorded(self, ref: str) -> Optional[dict]:
-        d = self._dir(ref)
-        if d is None:  # no ledger: nothing was recorded
-            return None
-        blob = self._ledger_get(f"{d}/current")
-        return json.loads(blob.data) if blob is not None else None
+        return self._record(ref)[0]
 
     def held_before(self, ref: str, oid: str, own_tag_object: bool) -> Optional[bool]:
         """Did the ref hold ``oid`` before? Where the ledger's record of the ref does not
         reach back to its creation (it started at install), pre-receive can still tell
         an env tag object of its own that the repository already had: pushed objects
         sit in quarantine, which a repository opened plainly does not see."""
-        record = self.recorded(ref)
+        record, tree = self._record(ref)
         if record is not None:
-            if self._ledger_get(f"{self._dir(ref)}/{ledger.fanout('values', oid)}"):
+            if ledger.fanout("values", oid) in tree:
                 return True
             if record.get("complete"):
                 return False
@@ -91,10 +92,8 @@ class GitView:
         return None if record is None else False
 
     def held_commit(self, ref: str, commit: str) -> Optional[bool]:
-        if self.recorded(ref) is None:
-            return None
-        return self._ledger_get(f"{self._dir(ref)}/{ledger.fanout('commits', commit)}") \
-            is not None
+        record, tree = self._record(ref)
+        return None if record is None else ledger.fanout("commits", commit) in tree
 
     def ref(self, name: str) -> Optional[str]:
         ref = self.repo.references.get(name)
