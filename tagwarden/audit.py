@@ -20,6 +20,7 @@ import fcntl
 import hashlib
 import json
 import os
+from itertools import repeat
 from operator import itemgetter
 from typing import Iterable, Iterator, NamedTuple, Optional
 
@@ -60,10 +61,21 @@ _encode_string = json.encoder.encode_basestring_ascii  # what json.dumps uses fo
 _CHAIN_KEYS = frozenset(("ts", "prev_sha256", "seq"))
 
 
-def _templates(records: Iterable[dict], shared: Optional[dict] = None
-               ) -> list[tuple[str, str, str]]:
-    """Each record (``shared`` under it) rendered to a line, split around the values
-    of its chain keys.
+# A line waiting for its chain values: (format, front, middle, back). The format takes
+# the values of front, the previous line's sha256, middle, the seq, then back (sorted
+# keys put prev_sha256 and seq between other values). Plain tuples: a push makes
+# a thousand of them.
+Template = tuple
+
+
+def fill(template: Template, prev: str, seq: int) -> str:
+    """The line ``template`` becomes after the line whose sha256 is ``prev``."""
+    fmt, front, middle, back = template
+    return fmt % (front + (prev,) + middle + (seq,) + back)
+
+
+def _templates(records: Iterable[dict], shared: Optional[dict] = None) -> list[Template]:
+    """Each record (``shared`` under it) rendered to a line but for its chain values.
 
     The records of one push share most of their values (who, where, which policy):
     those are rendered once (``_Batch``), byte for byte as the pipeline would; a record
@@ -77,7 +89,7 @@ def _templates(records: Iterable[dict], shared: Optional[dict] = None
             for line, record in zip(fast, records)]
 
 
-def _template(record: dict, ts: str) -> tuple[str, str, str]:
+def _template(record: dict, ts: str) -> Template:
     event = {"ts": ts, **record, "prev_sha256": _PREV_MARK, "seq": _SEQ_MARK}
     for processor in _PIPELINE:
         event = processor(None, "info", event)
@@ -86,7 +98,13 @@ def _template(record: dict, ts: str) -> tuple[str, str, str]:
     middle, found_seq, tail = rest.partition(_SEQ_TEXT)
     if not (found_prev and found_seq):
         raise ValueError("audit record rendered without its chain keys")
-    return head + '"prev_sha256": "', '"' + middle + '"seq": ', tail
+    return (f'{_literal(head)}"prev_sha256": "%s"{_literal(middle)}"seq": %s{_literal(tail)}',
+            (), (), ())
+
+
+def _literal(text: str) -> str:
+    """``text`` as a piece of a %-format."""
+    return text.replace("%", "%%")
 
 
 def _json(value) -> str:
@@ -161,53 +179,52 @@ class _Batch:
                         if k not in self.shared]
         self.pieces = pieces
 
-    def render(self, record: dict) -> Optional[tuple[str, str, str]]:
+    def render(self, record: dict) -> Optional[Template]:
         return self.render_all([record])[0]
 
-    def render_all(self, records: list[dict]) -> list[Optional[tuple[str, str, str]]]:
-        """Each record's line split around its chain values; None for a record of another
-        shape. Column by column, so that a thousand-ref push encodes in C loops, and a
-        column that holds one value throughout is rendered once."""
+    def render_all(self, records: list[dict]) -> list[Optional[Template]]:
+        """Each record's Template; None for a record of another shape. Column by
+        column, so that a thousand-ref push encodes in C loops, and a column that holds
+        one value throughout is rendered once, into the format."""
         fits = [r for r in records if id(r) in self.fits]
         if not fits:  # the shape holds a chain key of its own: every record goes the long way
             return [None] * len(records)
-        formats, columns = [self.pieces[0].replace("%", "%%")], [[]]
+        fmt, columns = _literal(self.pieces[0]), [[]]
         for key, after in zip(self.varying, self.pieces[1:]):
-            after = after.replace("%", "%%")
             if key in ("prev_sha256", "seq"):
-                formats.append(after)
+                fmt += "%s" + _literal(after)
                 columns.append([])
                 continue
             values = list(map(itemgetter(key), fits))
             kinds = set(map(type, values))
             kind = kinds.pop() if len(kinds) == 1 else None
             if kind in _COLUMN and len(set(values)) == 1 or kind is list and not any(values):
-                formats[-1] += _json(values[0]).replace("%", "%%") + after  # the same in all
+                fmt += _literal(_json(values[0]) + after)  # the same in all
             else:
-                formats[-1] += "%s" + after
+                fmt += "%s" + _literal(after)
                 columns[-1].append(list(map(_COLUMN.get(kind, _json), values)))
-        rows = [list(zip(*part)) if part else [()] * len(fits) for part in columns]
-        head, middle, tail = formats
-        lines = iter(zip(map(head.__mod__, rows[0]), map(middle.__mod__, rows[1]),
-                         map(tail.__mod__, rows[2])))
+        rows = [zip(*part) if part else repeat(()) for part in columns]
+        lines = zip(repeat(fmt), *rows)
         return [next(lines) if id(r) in self.fits else None for r in records]
 
 
-def _chain(templates: list[tuple[str, str, str]], after: Head) -> tuple[list[bytes], Head]:
-    """The lines, as the bytes written (ASCII: the renderer escapes everything else)."""
+def _chain(templates: list[Template], after: Head) -> tuple[bytes, Head]:
+    """The lines, newline-terminated and joined as written (ASCII: the renderer escapes
+    everything else), and the Head of the last one."""
     seq, prev = after
-    lines = []
-    for head, middle, tail in templates:
+    data = bytearray()
+    for template in templates:
         seq += 1
-        line = f"{head}{prev}{middle}{seq}{tail}".encode("utf-8")
+        line = fill(template, prev, seq).encode("utf-8")
         prev = hashlib.sha256(line).hexdigest()
-        lines.append(line)
-    return lines, Head(seq, prev)
+        data += line
+        data += b"\n"
+    return bytes(data), Head(seq, prev)
 
 
 def render(records: Iterable[dict], after: Head = Head(0, GENESIS)) -> list[str]:
     """The lines ``records`` would become, chained after the line ``after`` describes."""
-    return [line.decode("utf-8") for line in _chain(_templates(records), after)[0]]
+    return _chain(_templates(records), after)[0].decode("utf-8").split("\n")[:-1]
 
 
 def append(path: str, records: Iterable[dict], ship: Optional[str] = None,
@@ -222,24 +239,23 @@ def append(path: str, records: Iterable[dict], ship: Optional[str] = None,
     templates = _templates(records, shared)
     if not templates:
         return None
-    lines, head = _write(path, templates)
+    data, head = _write(path, templates)
     if ship:
-        head = _ship(path, ship, lines, head)
+        head = _ship(path, ship, data.decode("utf-8").split("\n")[:-1], head)
     return head
 
 
-def _write(path: str, templates: list[tuple[str, str, str]]) -> tuple[list[bytes], Head]:
-    """One locked write of the chained lines; the lines and the Head of the last one."""
+def _write(path: str, templates: list[Template]) -> tuple[bytes, Head]:
+    """One locked write of the chained lines; the lines written and the Head of the last."""
     try:
         os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
         fd = os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o640)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             after, complete = last_line(fd)
-            lines, head = _chain(templates, after)
+            data, head = _chain(templates, after)
             # a torn last line (no newline) stays a line of its own: verify names it
-            data = (b"" if complete else b"\n") + b"\n".join(lines) + b"\n"
-            view = memoryview(data)
+            view = memoryview(data if complete else b"\n" + data)
             while view:
                 view = view[os.write(fd, view):]
             os.fsync(fd)
@@ -248,21 +264,21 @@ def _write(path: str, templates: list[tuple[str, str, str]]) -> tuple[list[bytes
     except (OSError, ValueError) as exc:
         detail = getattr(exc, "strerror", None) or exc
         raise AuditError(f"cannot write audit log {path}: {detail}") from exc
-    return lines, head
+    return data, head
 
 
 # copied from the lines that were not shipped into the ship_failed line, to find it by
 _SHIP_CONTEXT = ("push_id", "hook", "repo")
 
 
-def _ship(path: str, target: str, lines: list[bytes], head: Head) -> Head:
+def _ship(path: str, target: str, lines: list[str], head: Head) -> Head:
     """Send the lines just written (outside the file's lock: the network does not hold up
     other pushes' appends). On failure append one ship_failed line, chained like any
     other, and return its Head; never raise."""
     try:
         from .shipping import send
 
-        sent, error = send(target, [line.decode("utf-8") for line in lines])
+        sent, error = send(target, lines)
     except Exception as exc:  # a bug in the sink is still only the sink's failure
         sent, error = 0, f"{type(exc).__name__}: {exc}"
     if error is None:

@@ -455,7 +455,8 @@ def test_batch_rendering_equals_the_pipeline(records, share):
     for record in records:
         fast = batch.render(record)
         if fast is not None:
-            assert fast == _audit._template(record, ts)
+            assert _audit.fill(fast, "cd" * 32, 3) == \
+                _audit.fill(_audit._template(record, ts), "cd" * 32, 3)
 
 
 @settings(max_examples=200, deadline=None)
@@ -473,4 +474,5 @@ def test_records_over_shared_keys_render_as_their_union(shared, records):
         if shape and not (set(shape) | set(shared)) & {"ts", "seq"}:
             assert fast is not None
         if fast is not None:
-            assert fast == _audit._template({**shared, **record}, ts)
+            assert _audit.fill(fast, "cd" * 32, 3) == \
+                _audit.fill(_audit._template({**shared, **record}, ts), "cd" * 32, 3)
