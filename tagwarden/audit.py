@@ -208,9 +208,10 @@ class _Batch:
         return [next(lines) if id(r) in self.fits else None for r in records]
 
 
-def _chain(templates: list[Template], after: Head) -> tuple[bytes, Head]:
+def _chain(templates: list[Template], after: Head) -> tuple[bytearray, Head]:
     """The lines, newline-terminated and joined as written (ASCII: the renderer escapes
-    everything else), and the Head of the last one."""
+    everything else), and the Head of the last one. A bytearray, not copied to bytes:
+    a big push's lines are a megabyte."""
     seq, prev = after
     data = bytearray()
     for template in templates:
@@ -219,7 +220,7 @@ def _chain(templates: list[Template], after: Head) -> tuple[bytes, Head]:
         prev = hashlib.sha256(line).hexdigest()
         data += line
         data += b"\n"
-    return bytes(data), Head(seq, prev)
+    return data, Head(seq, prev)
 
 
 def render(records: Iterable[dict], after: Head = Head(0, GENESIS)) -> list[str]:
@@ -245,7 +246,7 @@ def append(path: str, records: Iterable[dict], ship: Optional[str] = None,
     return head
 
 
-def _write(path: str, templates: list[Template]) -> tuple[bytes, Head]:
+def _write(path: str, templates: list[Template]) -> tuple[bytearray, Head]:
     """One locked write of the chained lines; the lines written and the Head of the last."""
     try:
         os.makedirs(os.path.dirname(path) or ".", exist_ok=True)

@@ -19,6 +19,7 @@ from . import ledger
 from .model import Peeled, Signature, TagInfo
 
 _MAX_NESTING = 16
+_TAG = ObjectType.TAG
 _TYPE_NAMES = {ObjectType.COMMIT: "commit", ObjectType.TREE: "tree", ObjectType.BLOB: "blob"}
 _UNREAD = object()
 _NO_RECORD = (None, None)
@@ -118,22 +119,22 @@ class GitView:
         # which needs no inflating (a thousand-tag push reads a thousand commits less).
         chain = []
         current, kind = oid, self._kind(oid)
-        while kind == ObjectType.TAG and len(chain) <= _MAX_NESTING:
+        while kind == _TAG and len(chain) <= _MAX_NESTING:
             tag = self._get(current)
             if tag is None:
                 kind = None
                 break
             # the tag header is bytes; a name that is not UTF-8 stays visible, escaped
-            name = tag.raw_name.decode("utf-8", "backslashreplace")
             target = str(tag.target)
-            chain.append(TagInfo(current, name, target))
-            current, kind = target, self._kind(target)
-        if kind is None or kind == ObjectType.TAG:
+            chain.append(TagInfo(current, tag.raw_name.decode("utf-8", "backslashreplace"),
+                                 target))
+            current, kind = target, self._kind(tag.target)  # an Oid: no hex to parse
+        if kind is None or kind == _TAG:
             target = chain[-1].target if chain else oid
             return Peeled(oid, tuple(chain), target, "missing" if kind is None else "tag")
         return Peeled(oid, tuple(chain), current, _TYPE_NAMES.get(kind, "missing"))
 
-    def _kind(self, oid: str):
+    def _kind(self, oid):
         """The object's type from its header; None when it is missing or unreadable."""
         try:
             return self.odb.read_header(oid)[0]
@@ -164,8 +165,8 @@ class GitView:
         return sig._replace(detail="; ".join(filter(None, (own, _expected(allowed_signers)))))
 
     def _get(self, oid: str):
-        try:
-            return self.repo.get(oid)
+        try:  # what Repository.get does, without its Python frame
+            return self.repo.git_object_lookup_prefix(oid)
         except (ValueError, KeyError):
             return None
 
