@@ -53,9 +53,10 @@ class _Repo:
     def peel(self, oid: Optional[str]) -> Optional[Peeled]:
         if oid is None:
             return None
-        if oid not in self._peeled:
-            self._peeled[oid] = self.view.peel(oid)
-        return self._peeled[oid]
+        peeled = self._peeled.get(oid)
+        if peeled is None:
+            peeled = self._peeled[oid] = self.view.peel(oid)
+        return peeled
 
     def versions_at(self, component: str, commit: str) -> list[semver.Version]:
         found = []
@@ -137,13 +138,13 @@ def _decide_one(policy: Policy, repo: _Repo, update: RefUpdate, name: RefName) -
     if name.kind == OTHER:
         return Decision(update, name, ACCEPTED)
     action = update.action
-    old = repo.peel(None if action == CREATE else update.old)
-    new = repo.peel(None if action == DELETE else update.new)
+    old = None if action == CREATE else repo.peel(update.old)
+    new = None if action == DELETE else repo.peel(update.new)
     facts = rules.Facts(update, name, new, old,
                         lambda oid: repo.describe(oid, name.component))
     verdict = _Verdict(policy, repo.granted)
     change = action
-    version = str(name.version) if name.version else None
+    version = name.version.text if name.version else None
 
     if name.kind == RESERVED_KIND:
         verdict.check(rules.reserved(facts))
@@ -158,28 +159,24 @@ def _decide_one(policy: Policy, repo: _Repo, update: RefUpdate, name: RefName) -
         if new is not None:
             verdict.check(rules.tag_name_mismatch(facts))
     elif name.kind == VERSION:
-        verdict.check(access.permission(policy, repo.pusher, name, update))
-        verdict.check(rules.version_immutable(facts))
+        verdict.check(access.permission(policy, repo.pusher, name, update),
+                      rules.version_immutable(facts))
         if action == CREATE and new is not None and new.commit:
             # a version name that existed is never re-made on another commit
             if repo.view.held_commit(update.ref, new.commit) is False:
                 verdict.check(rules.version_tombstone(facts, repo.view.recorded(update.ref)))
         if new is not None:
-            verdict.check(rules.version_target(facts))
-            verdict.check(rules.tag_name_mismatch(facts))
-            verdict.check(rules.version_lightweight(facts, policy.lightweight_versions))
+            verdict.check(rules.version_target(facts), rules.tag_name_mismatch(facts),
+                          rules.version_lightweight(facts, policy.lightweight_versions))
             if action == CREATE and new.commit:
-                verdict.check(_on_branch(policy, repo, facts))
-                verdict.check(_signed(policy, repo, facts))
+                verdict.check(_on_branch(policy, repo, facts), _signed(policy, repo, facts))
     elif name.kind == ENVIRONMENT:
-        verdict.check(access.permission(policy, repo.pusher, name, update))
-        verdict.check(rules.env_protected(facts, policy.protected))
+        verdict.check(access.permission(policy, repo.pusher, name, update),
+                      rules.env_protected(facts, policy.protected))
         if new is not None:
-            verdict.check(rules.tag_name_mismatch(facts))
-            verdict.check(_signed(policy, repo, facts))
+            verdict.check(rules.tag_name_mismatch(facts), _signed(policy, repo, facts))
             landing = _landing(repo, facts)
-            verdict.check(landing.finding)
-            verdict.check(_stale(repo, facts))
+            verdict.check(landing.finding, _stale(repo, facts))
             version = str(landing.version) if landing.version else None
             if verdict.open:
                 change = _env_change(policy, repo, facts, landing, verdict)
@@ -208,6 +205,8 @@ def _break_glass(policy: Policy, repo: _Repo, d: Decision) -> tuple[str, ...]:
 class _Verdict:
     """Collects findings by the policy's level: the first deny decides."""
 
+    __slots__ = ("policy", "granted", "denied", "warnings", "overridden")
+
     def __init__(self, policy: Policy, granted: frozenset[str] = frozenset()):
         self.policy = policy
         self.granted = granted
@@ -219,17 +218,19 @@ class _Verdict:
     def open(self) -> bool:
         return self.denied is None
 
-    def check(self, finding: Optional[Finding]) -> None:
-        if finding is None or self.denied is not None:
-            return
-        level = self.policy.level(finding.rule)
-        fixed = rules.RULES[finding.rule].fixed
-        if level == "deny" and not fixed and finding.rule in self.granted:
-            self.overridden.append(finding)  # break glass: passed, and audited as override
-        elif level == "deny" or fixed:
-            self.denied = finding
-        elif level == "warn":
-            self.warnings.append(finding)
+    def check(self, *findings: Optional[Finding]) -> None:
+        """Each rule's finding in turn (None: the rule holds)."""
+        for finding in findings:
+            if finding is None or self.denied is not None:
+                continue
+            level = self.policy.level(finding.rule)
+            fixed = rules.RULES[finding.rule].fixed
+            if level == "deny" and not fixed and finding.rule in self.granted:
+                self.overridden.append(finding)  # break glass: passed, audited as override
+            elif level == "deny" or fixed:
+                self.denied = finding
+            elif level == "warn":
+                self.warnings.append(finding)
 
     def decision(self, update, name, change, old_commit, new_commit, version) -> Decision:
         warnings = tuple(self.warnings)
