@@ -201,8 +201,9 @@ class HookRun:
         if self.mode == "update":  # git gives push options to pre-receive only: the planner
             self.planned_options = state.get("push_options") if "planned" in state else None
         # update mode: the rest of the push, as pre-receive recorded it
-        own = {u.ref for u in updates}
-        others = [RefUpdate(p["ref"], p["old"], p["new"]) for p in state.get("planned", [])
+        planned = state.get("planned", [])
+        own = {u.ref for u in updates} if planned else ()
+        others = [RefUpdate(p["ref"], p["old"], p["new"]) for p in planned
                   if p["ref"] not in own]
         names = [classify(u.ref, policy) for u in updates]
         components = sorted({n.component for n in names if n.kind == ENVIRONMENT})
@@ -216,7 +217,8 @@ class HookRun:
         view = GitView(self.repo_dir, from_env=True)
         # Judge this ref together with the not-yet-written refs of its component, so a
         # version created in the same push counts as it does in pre-receive.
-        touched = tuple(f"{TAGS}{n.component}/" for n in names if n.component)
+        touched = tuple(f"{TAGS}{n.component}/" for n in names if n.component) \
+            if others else ()
         companions = [u for u in others if touched and u.ref.startswith(touched)
                       and view.ref(u.ref) != (None if u.action == "delete" else u.new)]
         base = self._base()
@@ -226,9 +228,10 @@ class HookRun:
                               earlier=tuple(others), now=self.now(),
                               pusher=Identity(base["pusher"], base["pusher_source"]),
                               push_options=options)
-        decisions = [d for d in decide(policy, view, updates + companions, context,
-                                       names + [classify(u.ref, policy) for u in companions])
-                     if d.update.ref in own]
+        decisions = decide(policy, view, updates + companions, context,
+                           names + [classify(u.ref, policy) for u in companions])
+        if companions:  # judged with this ref, decided by their own update hooks
+            decisions = [d for d in decisions if d.update.ref in own]
 
         accepted = all(d.accepted for d in decisions)
         if accepted and self._chained_path():
@@ -404,7 +407,8 @@ class HookRun:
             "old_commit": d.old_commit, "new_commit": d.new_commit, "action": u.action,
             "kind": n.kind, "component": n.component, "slot": n.slot, "version": d.version,
             "decision": d.verdict, "rule": d.rule, "reason": d.reason or None,
-            "change": d.change, "warnings": [w.rule for w in d.warnings],
+            "change": d.change,
+            "warnings": [w.rule for w in d.warnings] if d.warnings else [],
         }
         if d.overridden or d.rule in ("override-denied", "override-invalid"):
             rec["override"] = self._override(d)
