@@ -20,7 +20,7 @@ import fcntl
 import hashlib
 import json
 import os
-from itertools import repeat
+from itertools import islice, repeat
 from operator import itemgetter
 from typing import Iterable, Iterator, NamedTuple, Optional
 
@@ -59,6 +59,7 @@ _SEQ_KEY = b'"seq": '
 _TAIL_CHUNK = 8192
 _encode_string = json.encoder.encode_basestring_ascii  # what json.dumps uses for str
 _CHAIN_KEYS = frozenset(("ts", "prev_sha256", "seq"))
+_FILLED = ("prev_sha256", "seq")  # the values a line gets under the lock
 
 
 # A line waiting for its chain values: (format, front, middle, back). The format takes
@@ -74,19 +75,31 @@ def fill(template: Template, prev: str, seq: int) -> str:
     return fmt % (front + (prev,) + middle + (seq,) + back)
 
 
-def _templates(records: Iterable[dict], shared: Optional[dict] = None) -> list[Template]:
-    """Each record (``shared`` under it) rendered to a line but for its chain values.
+def _templates(records: Iterable[dict], shared: Optional[dict] = None,
+               table: Optional[dict[str, list]] = None) -> list[Template]:
+    """Each record (``shared`` under it) rendered to a line but for its chain values;
+    the records of ``table`` first (columns: key -> every record's value, in order).
 
     The records of one push share most of their values (who, where, which policy):
     those are rendered once (``_Batch``), byte for byte as the pipeline would; a record
     that does not fit the batch's shape, or holds an exception, goes through it."""
     ts = _STAMP(None, "info", {})["ts"]
+    out = _table_templates(table, ts, shared or {}) if table else []
     records = list(records)
     fast = _Batch(records, ts, shared).render_all(records) if len(records) > 1 else \
         [None] * len(records)
-    return [line if line is not None else
-            _template({**shared, **record} if shared else record, ts)
-            for line, record in zip(fast, records)]
+    return out + [line if line is not None else
+                  _template({**shared, **record} if shared else record, ts)
+                  for line, record in zip(fast, records)]
+
+
+def _table_templates(table: dict[str, list], ts: str, shared: dict) -> list[Template]:
+    n = len(next(iter(table.values())))
+    batch = _Batch.of_keys(table.keys(), ts, shared)
+    if batch is not None:
+        return list(islice(batch.render_columns(table), n))
+    keys = list(table)  # a shape the batch cannot take: one record at a time
+    return [_template({**shared, **dict(zip(keys, row))}, ts) for row in zip(*table.values())]
 
 
 def _template(record: dict, ts: str) -> Template:
@@ -156,7 +169,22 @@ class _Batch:
         else:
             self.shared = {k: first[k] for k in first
                            if all(_same(r[k], first[k]) for r in same)}
-        self.keys = own | self.shared.keys()
+        self._lay_out(own | self.shared.keys(), ts)
+
+    @classmethod
+    def of_keys(cls, keys, ts: str, shared: dict) -> Optional["_Batch"]:
+        """The shape of records that all have ``keys`` (over ``shared``); None when
+        the pipeline must render them (a key shadows a shared one, or is a chain key)."""
+        keys = frozenset(keys)
+        if keys & shared.keys() or (keys | shared.keys()) & _CHAIN_KEYS or "exc_info" in keys:
+            return None
+        batch = cls.__new__(cls)
+        batch.fits, batch.shared = None, dict(shared)
+        batch._lay_out(keys | shared.keys(), ts)
+        return batch
+
+    def _lay_out(self, keys: frozenset, ts: str) -> None:
+        self.keys = keys
         self.shared["ts"] = ts
         pieces, literal = [], "{"
         for key in sorted(self.keys | {"ts", "prev_sha256", "seq"}):
@@ -183,29 +211,34 @@ class _Batch:
         return self.render_all([record])[0]
 
     def render_all(self, records: list[dict]) -> list[Optional[Template]]:
-        """Each record's Template; None for a record of another shape. Column by
-        column, so that a thousand-ref push encodes in C loops, and a column that holds
-        one value throughout is rendered once, into the format."""
+        """Each record's Template; None for a record of another shape."""
         fits = [r for r in records if id(r) in self.fits]
         if not fits:  # the shape holds a chain key of its own: every record goes the long way
             return [None] * len(records)
-        fmt, columns = _literal(self.pieces[0]), [[]]
+        lines = self.render_columns({key: list(map(itemgetter(key), fits))
+                                     for key in self.varying if key not in _FILLED})
+        return [next(lines) if id(r) in self.fits else None for r in records]
+
+    def render_columns(self, columns: dict[str, list]) -> Iterator[Template]:
+        """The Templates of the records whose values of the varying keys are
+        ``columns`` (key -> each record's value). Column by column, so that a
+        thousand-ref push encodes in C loops, and a column that holds one value
+        throughout is rendered once, into the format."""
+        fmt, parts = _literal(self.pieces[0]), [[]]
         for key, after in zip(self.varying, self.pieces[1:]):
-            if key in ("prev_sha256", "seq"):
+            if key in _FILLED:
                 fmt += "%s" + _literal(after)
-                columns.append([])
+                parts.append([])
                 continue
-            values = list(map(itemgetter(key), fits))
+            values = columns[key]
             kinds = set(map(type, values))
             kind = kinds.pop() if len(kinds) == 1 else None
             if kind in _COLUMN and len(set(values)) == 1 or kind is list and not any(values):
                 fmt += _literal(_json(values[0]) + after)  # the same in all
             else:
                 fmt += "%s" + _literal(after)
-                columns[-1].append(list(map(_COLUMN.get(kind, _json), values)))
-        rows = [zip(*part) if part else repeat(()) for part in columns]
-        lines = zip(repeat(fmt), *rows)
-        return [next(lines) if id(r) in self.fits else None for r in records]
+                parts[-1].append(list(map(_COLUMN.get(kind, _json), values)))
+        return zip(repeat(fmt), *[zip(*part) if part else repeat(()) for part in parts])
 
 
 def _chain(templates: list[Template], after: Head) -> tuple[bytearray, Head]:
@@ -229,15 +262,18 @@ def render(records: Iterable[dict], after: Head = Head(0, GENESIS)) -> list[str]
 
 
 def append(path: str, records: Iterable[dict], ship: Optional[str] = None,
-           shared: Optional[dict] = None) -> Optional[Head]:
+           shared: Optional[dict] = None,
+           table: Optional[dict[str, list]] = None) -> Optional[Head]:
     """Append records to the JSON-lines file at ``path``, chained to its last line; then,
     when ``ship`` names a syslog target, send the lines written there. ``shared``: keys
     every line carries unless its record sets them (one push's who and where).
+    ``table``: records of one shape as columns (key -> each record's value), written
+    before ``records``: a big push's decisions, without a dict for each.
 
     Returns the Head of the last line written, or None when there was nothing to write.
     Raises AuditError when the file cannot be written; never because of the target.
     """
-    templates = _templates(records, shared)
+    templates = _templates(records, shared, table)
     if not templates:
         return None
     data, head = _write(path, templates)

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import traceback
 import uuid
+from operator import attrgetter
 from typing import Optional
 
 from . import __version__, messages
@@ -241,10 +242,12 @@ class HookRun:
                 decisions = self.refused_by_chain(decisions, code)
         base = self._base()
         wait = round(waited * 1000)
-        records = [self._fields(d, lock_wait_ms=wait) for d in decisions if d.name.audited]
+        audited = [d for d in decisions if d.name.audited]
+        table = self._decision_table(audited, lock_wait_ms=wait)
+        records = [] if table else [self._fields(d, lock_wait_ms=wait) for d in audited]
         records += self._not_applied(stale)
         try:
-            self.append_audit(records, shared=base)
+            self.append_audit(records, shared=base, table=table)
         except Exception:
             if self.mode == "pre-receive":
                 session.release()
@@ -401,19 +404,22 @@ class HookRun:
 
     def _fields(self, d, **extra) -> dict:
         """A decision record's own keys; the push's (``_base``) go under them."""
-        u, n = d.update, d.name
-        rec = {
-            "event": "decision", "ref": u.ref, "old": u.old, "new": u.new,
-            "old_commit": d.old_commit, "new_commit": d.new_commit, "action": u.action,
-            "kind": n.kind, "component": n.component, "slot": n.slot, "version": d.version,
-            "decision": d.verdict, "rule": d.rule, "reason": d.reason or None,
-            "change": d.change,
-            "warnings": [w.rule for w in d.warnings] if d.warnings else [],
-        }
-        if d.overridden or d.rule in ("override-denied", "override-invalid"):
+        rec = {"event": "decision"}
+        rec.update((key, get(d)) for key, get in _DECISION_FIELDS)
+        if _has_override(d):
             rec["override"] = self._override(d)
         rec.update(extra)
         return rec
+
+    def _decision_table(self, decisions: list, **extra) -> Optional[dict[str, list]]:
+        """The decisions' records as columns (audit.append's table), or None when one
+        carries more keys than the others (an override)."""
+        if not decisions or any(map(_has_override, decisions)):
+            return None
+        table = {key: list(map(get, decisions)) for key, get in _DECISION_FIELDS}
+        table.update((key, [value] * len(decisions))
+                     for key, value in dict(extra, event="decision").items())
+        return table
 
     def _override(self, d) -> dict:
         from . import access
@@ -436,16 +442,17 @@ class HookRun:
         })
         return rec
 
-    def append_audit(self, records: list[dict], shared: Optional[dict] = None):
-        """Append (each record over ``shared``); return the chain head of the last line
-        written (None: nothing)."""
-        if not records:
+    def append_audit(self, records: list[dict], shared: Optional[dict] = None,
+                     table: Optional[dict[str, list]] = None):
+        """Append (each record over ``shared``, ``table``'s first); return the chain
+        head of the last line written (None: nothing)."""
+        if not records and not table:
             return None
         from .audit import AuditError, append
 
         try:
             return append(self.audit_path, records, ship=self.config("tagwarden.syslog"),
-                          shared=shared)
+                          shared=shared, table=table)
         except AuditError as exc:
             raise Rejected("audit-unwritable", "the audit log cannot be written",
                            f"{exc}; a push that cannot be audited is refused") from None
@@ -543,6 +550,25 @@ def _policy_text(path: str, what: str) -> str:
         raise Rejected("policy-invalid", "policy invalid",
                        f"{path}: cannot read {what}: {getattr(exc, 'strerror', None) or exc}"
                        "; every push is refused until an admin fixes it") from None
+
+
+# A decision record's own keys (and "event": "decision"), each read off the Decision;
+# the push's keys go under them
+_DECISION_FIELDS = (
+    ("ref", attrgetter("update.ref")),
+    ("old", attrgetter("update.old")), ("new", attrgetter("update.new")),
+    ("old_commit", attrgetter("old_commit")), ("new_commit", attrgetter("new_commit")),
+    ("action", attrgetter("update.action")), ("kind", attrgetter("name.kind")),
+    ("component", attrgetter("name.component")), ("slot", attrgetter("name.slot")),
+    ("version", attrgetter("version")), ("decision", attrgetter("verdict")),
+    ("rule", attrgetter("rule")), ("reason", lambda d: d.reason or None),
+    ("change", attrgetter("change")), ("warnings", lambda d: [w.rule for w in d.warnings]),
+)
+
+
+def _has_override(d) -> bool:
+    """Its record carries an ``override`` object: what was asked, why, what passed."""
+    return bool(d.overridden) or d.rule in ("override-denied", "override-invalid")
 
 
 def _carried(d) -> list:

@@ -56,3 +56,23 @@ def test_a_thousand_like_records_all_take_the_batch():
     lines = audit._Batch(records, TS, shared).render_all(records)
     assert None not in lines
     assert line(lines[7]) == line(audit._template({**shared, **records[7]}, TS))
+
+
+@settings(max_examples=300, deadline=None)
+@example(({}, [{"warnings": []}, {"warnings": ["x"]}]))
+@given(push())
+def test_a_push_given_as_columns_renders_as_its_records_would(case):
+    shared, records = case
+    table = {k: [r[k] for r in records] for k in records[0]}
+    got = audit._table_templates(table, TS, shared)
+    assert [line(t) for t in got] == \
+        [line(audit._template({**shared, **r}, TS)) for r in records]
+
+
+def test_columns_that_shadow_the_shared_keys_or_hold_a_chain_key_go_one_by_one():
+    for table, shared in (({"pusher": ["bob", "carol"]}, {"pusher": "alice"}),
+                          ({"seq": [1, 2], "ref": ["a", "b"]}, {"pusher": "alice"})):
+        assert audit._Batch.of_keys(table.keys(), TS, shared) is None
+        records = [dict(zip(table, row)) for row in zip(*table.values())]
+        assert [line(t) for t in audit._table_templates(table, TS, shared)] == \
+            [line(audit._template({**shared, **r}, TS)) for r in records]
