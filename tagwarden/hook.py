@@ -255,8 +255,7 @@ class HookRun:
         if accepted:
             base = self._base()
             push = {k: base[k] for k in _CARRIED_PUSH_FIELDS}
-            session.record(self.push_id, [_carried(d) for d in decisions if d.name.audited],
-                           push)
+            session.record(self.push_id, list(map(_carried, audited)), push)
         elif self.mode == "pre-receive":
             session.release()
         lines = messages.report(decisions, self.noun)
@@ -571,12 +570,11 @@ def _has_override(d) -> bool:
     return bool(d.overridden) or d.rule in ("override-denied", "override-invalid")
 
 
-def _carried(d) -> list:
-    """What post-receive needs to know of a decision (no policy, no pygit2 there): a
-    row of session.CARRIED."""
-    n, u = d.name, d.update
-    return [u.ref, u.old, u.new, d.verdict, d.rule, d.change, n.kind, n.component, n.slot,
-            d.version, d.old_commit, d.new_commit]
+# What post-receive needs to know of a decision (no policy, no pygit2 there): a row of
+# session.CARRIED, read in one C call
+_carried = attrgetter("update.ref", "update.old", "update.new", "verdict", "rule", "change",
+                      "name.kind", "name.component", "name.slot", "version", "old_commit",
+                      "new_commit")
 
 
 def _exit(code: int) -> None:

@@ -17,8 +17,11 @@ _CONTROL = re.compile(
     "\ud800-\udfff]")  # lone surrogates: bytes of a name that were not UTF-8
 
 
+_RESERVED_ROOT = RESERVED.rstrip("/")
+
+
 def classify(ref: str, policy) -> RefName:
-    if ref.startswith(RESERVED) or ref == RESERVED.rstrip("/"):
+    if ref.startswith(RESERVED) or ref == _RESERVED_ROOT:
         return RefName(ref, RESERVED_KIND)
     if not ref.startswith(TAGS):
         return RefName(ref, OTHER)

@@ -43,7 +43,7 @@ def _read(path: str) -> dict:
     if not isinstance(state, dict):
         raise ValueError(f"{path}: not a tagwarden state file")
     if "decided" in state:
-        state["decided"] = [dict(zip(CARRIED, row)) if isinstance(row, list) else row
+        state["decided"] = [row if isinstance(row, dict) else dict(zip(CARRIED, row))
                             for row in state["decided"]]
     return state
 
@@ -193,7 +193,7 @@ class PushSession:
         self._change(push_id, lambda state: state.update(planned=planned,
                                                          push_options=push_options))
 
-    def record(self, push_id: str, decided: list[list], push: dict) -> None:
+    def record(self, push_id: str, decided: list[tuple], push: dict) -> None:
         """Add decided ref updates, rows of CARRIED, to this push's state (update mode
         calls it per ref); ``push`` holds what is the same for all of them (who, which
         policy). Readers get each row back as a dict."""
