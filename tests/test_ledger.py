@@ -32,6 +32,9 @@ def released(clone, *versions, component=C):
         clone.release(v, component)
     push = clone.push(*(f"{component}/{v}" for v in versions))
     assert push.ok, push.out
+    # a version create takes no component lock, so the next push's post-receive could
+    # record before this one's does (both run in the background, at low priority)
+    clone.server.settle()
 
 
 # ---- what it holds ------------------------------------------------------------------
