@@ -60,6 +60,7 @@ def test_a_thousand_like_records_all_take_the_batch():
 
 @settings(max_examples=300, deadline=None)
 @example(({}, [{"warnings": []}, {"warnings": ["x"]}]))
+@example(({"pusher": "a%s"}, [{"ref": "r", "warnings": [], "rule": None}]))  # update mode: one
 @given(push())
 def test_a_push_given_as_columns_renders_as_its_records_would(case):
     shared, records = case
