@@ -255,7 +255,9 @@ class HookRun:
         if accepted:
             base = self._base()
             push = {k: base[k] for k in _CARRIED_PUSH_FIELDS}
-            session.record(self.push_id, list(map(_carried, audited)), push)
+            # rows as lists, as every earlier version wrote them: the state file may
+            # outlive an upgrade or a downgrade (a stale push's state is read later)
+            session.record(self.push_id, list(map(list, map(_carried, audited))), push)
         elif self.mode == "pre-receive":
             session.release()
         lines = messages.report(decisions, self.noun)

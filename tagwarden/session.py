@@ -193,7 +193,7 @@ class PushSession:
         self._change(push_id, lambda state: state.update(planned=planned,
                                                          push_options=push_options))
 
-    def record(self, push_id: str, decided: list[tuple], push: dict) -> None:
+    def record(self, push_id: str, decided: list[list], push: dict) -> None:
         """Add decided ref updates, rows of CARRIED, to this push's state (update mode
         calls it per ref); ``push`` holds what is the same for all of them (who, which
         policy). Readers get each row back as a dict."""
