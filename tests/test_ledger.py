@@ -32,8 +32,8 @@ def released(clone, *versions, component=C):
         clone.release(v, component)
     push = clone.push(*(f"{component}/{v}" for v in versions))
     assert push.ok, push.out
-    # a version create takes no component lock, so the next push's post-receive could
-    # record before this one's does (both run in the background, at low priority)
+    # post-receive records in the background, at low priority: without waiting, the
+    # next push's batch could be recorded first
     clone.server.settle()
 
 
@@ -43,6 +43,7 @@ def test_install_starts_a_ledger_and_every_landed_update_is_an_entry(server, clo
     assert server.ref(LEDGER)  # started empty at install
     released(clone, "v1.0.0")
     assert clone.deploy("staging", "v1.0.0").ok
+    server.settle()  # the lock ends with receive-pack, before post-receive records
     assert clone.deploy("production", "v1.0.0").ok
     got = entries(server)
     assert [(e["ref"].rsplit("/", 1)[1], e["decision"]) for e in got] == \
