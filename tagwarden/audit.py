@@ -258,7 +258,12 @@ def _chain(templates: list[Template], after: Head) -> tuple[bytearray, Head]:
 
 def render(records: Iterable[dict], after: Head = Head(0, GENESIS)) -> list[str]:
     """The lines ``records`` would become, chained after the line ``after`` describes."""
-    return _chain(_templates(records), after)[0].decode("utf-8").split("\n")[:-1]
+    return _lines(_chain(_templates(records), after)[0])
+
+
+def _lines(data: bytearray) -> list[str]:
+    """The newline-terminated lines of ``data``, as text."""
+    return data.decode("utf-8").split("\n")[:-1]
 
 
 def append(path: str, records: Iterable[dict], ship: Optional[str] = None,
@@ -278,7 +283,7 @@ def append(path: str, records: Iterable[dict], ship: Optional[str] = None,
         return None
     data, head = _write(path, templates)
     if ship:
-        head = _ship(path, ship, data.decode("utf-8").split("\n")[:-1], head)
+        head = _ship(path, ship, _lines(data), head)
     return head
 
 
